@@ -1,0 +1,176 @@
+//! Records written by the programs into the ring buffer.
+//!
+//! Layout rules: `#[repr(C)]`, explicit padding, no `bool`, sizes asserted at compile time so
+//! the kernel and user sides cannot drift apart.
+
+/// Capacity of the argv copy in an exec record; the copy is `min(args_max, ARGS_BUF - 1)`.
+pub const ARGS_BUF: usize = 128 * 1024;
+/// Room for one path's components; longer paths keep their tail and set a truncation flag.
+pub const PATH_BUF: usize = 4096;
+/// Largest single component read (`NAME_MAX` plus its terminator).
+pub const NAME_READ: usize = 256;
+/// One path region: the component area plus room for the last component read.
+pub const PATH_REGION: usize = PATH_BUF + NAME_READ;
+/// Components walked per path before giving up (the tail is kept, the flag set).
+pub const PATH_COMPONENTS: u32 = 80;
+/// Each path region starts at an offset masked to this span, so the verifier can bound it.
+pub const PATH_SPAN: usize = 8192;
+/// Size of the per-CPU scratch buffer an exec record is assembled in: the fixed part, four
+/// path regions and argv all fit below it, and it is a power of two so a length masked with
+/// `EXEC_SCRATCH - 1` is provably inside it.
+pub const EXEC_SCRATCH: usize = 256 * 1024;
+const _: () = assert!(
+    core::mem::size_of::<ExecRecord>() + 4 * PATH_SPAN + PATH_REGION + ARGS_BUF <= EXEC_SCRATCH
+);
+
+/// Record kinds, the first field of every record.
+pub mod kind {
+    pub const FORK: u32 = 1;
+    pub const EXEC: u32 = 2;
+    pub const EXIT: u32 = 3;
+}
+
+/// Common prefix of every record.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RecordHeader {
+    /// One of [`kind`].
+    pub kind: u32,
+    /// Total bytes of the record, header and variable data included.
+    pub size: u32,
+    /// `bpf_ktime_get_boot_ns()` when the record was made.
+    pub boot_ns: u64,
+}
+
+/// Who a task is: thread id, process id, and the start times that make the pair unique.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TaskIds {
+    pub tid: u32,
+    pub tgid: u32,
+    /// Thread-group id of the real parent.
+    pub ppid: u32,
+    pub _pad: u32,
+    /// Boot-time start of the thread-group leader, in ns.
+    pub start_boottime: u64,
+    /// Boot-time start of the real parent's thread-group leader, in ns.
+    pub parent_start_boottime: u64,
+}
+
+/// Credentials as the kernel holds them (`real_cred`), plus audit identity.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Creds {
+    pub uid: u32,
+    pub gid: u32,
+    pub euid: u32,
+    pub egid: u32,
+    /// `u32::MAX` when unset or when the kernel has no audit support.
+    pub loginuid: u32,
+    /// `u32::MAX` when unset or when the kernel has no audit support.
+    pub sessionid: u32,
+}
+
+/// Flags of a [`ForkRecord`].
+pub mod fork_flags {
+    /// The child shares the parent's thread group (a thread, `CLONE_THREAD`).
+    pub const THREAD: u32 = 1 << 0;
+    /// The child shares the parent's address space (`CLONE_VM`).
+    pub const SHARED_VM: u32 = 1 << 1;
+    /// The parent waits for the child to exec or exit (`CLONE_VFORK`).
+    pub const VFORK: u32 = 1 << 2;
+}
+
+/// A task was created: `sched_process_fork`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ForkRecord {
+    pub header: RecordHeader,
+    /// The creating task (its `tid` is the calling thread).
+    pub parent: TaskIds,
+    /// The new task; for a thread, `start_boottime` is its group leader's.
+    pub child: TaskIds,
+    /// Boot-time start of the new task itself.
+    pub child_task_start: u64,
+    pub cgroup_id: u64,
+    pub creds: Creds,
+    /// Bits of [`fork_flags`].
+    pub flags: u32,
+    /// Syscall number the parent was in, or `u32::MAX` when unknown.
+    pub syscall_nr: u32,
+    pub comm: [u8; 16],
+}
+
+/// Flags of an [`ExecRecord`].
+pub mod exec_flags {
+    /// argv was longer than the configured cap; the copy is a prefix.
+    pub const ARGS_TRUNCATED: u32 = 1 << 0;
+    /// The executable path was cut; its tail is kept.
+    pub const EXE_TRUNCATED: u32 = 1 << 1;
+    /// The working directory was cut; its tail is kept.
+    pub const CWD_TRUNCATED: u32 = 1 << 2;
+    /// The filename as passed was cut.
+    pub const FILENAME_TRUNCATED: u32 = 1 << 3;
+    /// The kernel ran an interpreter (`bprm->interp` differs from `bprm->filename`).
+    pub const INTERPRETED: u32 = 1 << 4;
+    /// The interpreter name was cut.
+    pub const INTERP_TRUNCATED: u32 = 1 << 5;
+    /// The task had no user memory to read argv from.
+    pub const NO_ARGS: u32 = 1 << 6;
+}
+
+/// A successful exec: `sched_process_exec`, in the new image.
+///
+/// Variable data follows the fixed part, in this order: executable path, working directory,
+/// filename as passed, interpreter name, then argv (`args_len` bytes, NUL-separated). Paths
+/// built from dentries are stored leaf first, each component NUL-terminated, so a cut path
+/// keeps its tail; the filename and interpreter are plain strings as the caller passed them.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ExecRecord {
+    pub header: RecordHeader,
+    pub ids: TaskIds,
+    pub creds: Creds,
+    pub exe_ino: u64,
+    pub cgroup_id: u64,
+    /// Thread id that called exec (differs from `ids.tid` when a non-leader thread exec'd).
+    pub old_tid: u32,
+    /// True argument count, `bprm->argc`.
+    pub argc: u32,
+    /// Bytes of the whole argv area in the new image.
+    pub args_total: u32,
+    pub args_len: u32,
+    pub exe_len: u32,
+    pub cwd_len: u32,
+    pub filename_len: u32,
+    pub interp_len: u32,
+    /// Bits of [`exec_flags`].
+    pub flags: u32,
+    pub exe_nlink: u32,
+    /// Device of the executable's filesystem, kernel encoding (`MAJOR << 20 | MINOR`).
+    pub exe_dev: u32,
+    /// `s_magic` of the executable's filesystem (tmpfs/shm origin).
+    pub exe_fs_magic: u32,
+    pub comm: [u8; 16],
+    pub tty: [u8; 32],
+}
+
+/// A thread group ended: the last thread of the process passed `sched_process_exit`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ExitRecord {
+    pub header: RecordHeader,
+    /// `tid` is the thread that exited last.
+    pub ids: TaskIds,
+    /// Wait status as the kernel keeps it: `code << 8 | signal`.
+    pub exit_code: u32,
+    pub _pad: u32,
+    pub comm: [u8; 16],
+}
+
+const _: () = assert!(core::mem::size_of::<RecordHeader>() == 16);
+const _: () = assert!(core::mem::size_of::<TaskIds>() == 32);
+const _: () = assert!(core::mem::size_of::<Creds>() == 24);
+const _: () = assert!(core::mem::size_of::<ForkRecord>() == 144);
+const _: () = assert!(core::mem::size_of::<ExecRecord>() == 184);
+const _: () = assert!(core::mem::size_of::<ExitRecord>() == 72);

@@ -1,0 +1,25 @@
+//! Kernel side of the sensor: process lifecycle hooks writing records to one ring buffer.
+//!
+//! Hooks live one family per file (`fork`, `exec`, `exit`); kernel reads go through `kernel`,
+//! whose offsets come from the running kernel's BTF (see `sensor_common::offsets`).
+#![no_std]
+#![no_main]
+
+mod exec;
+mod exit;
+mod fork;
+mod kernel;
+mod maps;
+mod path;
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    // SAFETY: eBPF programs cannot panic at run time; the verifier rejects a reachable panic,
+    // so this body is never executed.
+    unsafe { core::hint::unreachable_unchecked() }
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";

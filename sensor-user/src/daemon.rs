@@ -1,0 +1,95 @@
+//! Wires the stages together and runs them until Ctrl-C or SIGTERM.
+
+use std::{path::Path, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    bus::Bus,
+    config::{Config, ListenAddr},
+    loader,
+    process::{identity::Host, seed, table::ProcessTable, Tracker},
+    reader, server, sinks,
+    stats::Stats,
+};
+
+/// Runs the sensor with `config` until a stop signal.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let shutdown = CancellationToken::new();
+    spawn_signal_handler(shutdown.clone());
+    std::fs::create_dir_all(&config.state_dir)
+        .with_context(|| format!("failed to create state_dir {}", config.state_dir.display()))?;
+
+    let host = Host::detect().context("failed to read host facts from /proc")?;
+    let mut table = ProcessTable::new(
+        config.process_table.max_entries,
+        Duration::from_secs(config.process_table.exited_ttl_secs),
+    );
+    // Load first, seed second: a process that starts in between is then seen by the hooks
+    // rather than missed by both.
+    let loaded = loader::load(&config)?;
+    let seeded = seed::seed(&mut table, &host, Path::new("/proc"));
+    tracing::debug!(processes = seeded, "process table seeded from /proc");
+
+    let stats = Arc::new(Stats::default());
+    let _ = stats.hooks.set((loaded.attached.clone(), loaded.refused.clone()));
+    let (bus, subscribe) = Bus::new(config.subscriber_queue, stats.clone());
+
+    let json_sink = match &config.json_out {
+        Some(target) => {
+            let out = sinks::json::open(target)
+                .await
+                .with_context(|| format!("failed to open JSON output {target}"))?;
+            let rx = subscribe.subscribe();
+            Some(tokio::spawn(sinks::json::run(rx, out, stats.clone(), host.name.clone())))
+        }
+        None => None,
+    };
+
+    let listen = ListenAddr::parse(&config.listen).map_err(anyhow::Error::msg)?;
+    let service =
+        server::Service { bus: subscribe.clone(), stats: stats.clone(), host_name: host.name.clone() };
+    let mut server = tokio::spawn(server::serve(service, listen, shutdown.clone()));
+
+    let loader::Loaded { ebpf, events, lost, .. } = loaded;
+    let tracker = Tracker::new(host, table);
+    let reader = reader::run(events, lost, tracker, bus, stats, shutdown.clone());
+    let result = tokio::select! {
+        r = reader => r.context("ring buffer reader failed"),
+        r = &mut server => {
+            // The server only ends early on error; stop the rest too.
+            shutdown.cancel();
+            r.context("gRPC server task failed")?.context("gRPC server failed")
+        }
+    };
+    tracing::info!("shutting down");
+    shutdown.cancel();
+    drop(ebpf);
+    drop(subscribe);
+    if !server.is_finished() {
+        let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    }
+    if let Some(sink) = json_sink {
+        match sink.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "JSON output failed"),
+            Err(e) => tracing::warn!(error = %e, "JSON output task failed"),
+        }
+    }
+    result
+}
+
+fn spawn_signal_handler(shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut term) = signal(SignalKind::terminate()) else {
+            return;
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        shutdown.cancel();
+    });
+}

@@ -1,0 +1,232 @@
+//! Decoder stage: ring-buffer bytes to typed records.
+//!
+//! In: one record as the kernel wrote it. Out: a [`Record`] with paths rebuilt and argv split.
+//! Anything short or inconsistent is a [`DecodeError`], counted by the caller, never a panic.
+
+use sensor_common::{exec_flags, kind, ExecRecord, ExitRecord, ForkRecord, RecordHeader};
+
+/// A decoded kernel record.
+#[derive(Debug, Clone)]
+pub enum Record {
+    Fork(ForkRecord),
+    Exec(Box<Exec>),
+    Exit(ExitRecord),
+}
+
+/// An exec record with its variable data parsed.
+#[derive(Debug, Clone)]
+pub struct Exec {
+    pub raw: ExecRecord,
+    pub executable: KernelPath,
+    pub cwd: KernelPath,
+    /// Filename as passed to execve.
+    pub filename: Vec<u8>,
+    /// Interpreter name when the kernel ran one.
+    pub interpreter: Option<Vec<u8>>,
+    /// Whole arguments; a partial last one (cut by the cap) is left out.
+    pub args: Vec<Vec<u8>>,
+    pub args_truncated: bool,
+}
+
+/// A path rebuilt from dentry components.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KernelPath {
+    /// Absolute path, or when `truncated`, the kept tail (relative, no leading `/`).
+    pub bytes: Vec<u8>,
+    pub truncated: bool,
+}
+
+/// A record that could not be decoded.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("record of {0} bytes is shorter than its header")]
+    Short(usize),
+    #[error("record kind {kind} needs {need} bytes, got {got}")]
+    Truncated { kind: u32, need: usize, got: usize },
+    #[error("unknown record kind {0}")]
+    UnknownKind(u32),
+}
+
+/// Decodes one ring-buffer record.
+pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
+    let header: RecordHeader = read_struct(bytes).ok_or(DecodeError::Short(bytes.len()))?;
+    match header.kind {
+        kind::FORK => Ok(Record::Fork(fixed(bytes, header.kind)?)),
+        kind::EXIT => Ok(Record::Exit(fixed(bytes, header.kind)?)),
+        kind::EXEC => decode_exec(bytes).map(|e| Record::Exec(Box::new(e))),
+        other => Err(DecodeError::UnknownKind(other)),
+    }
+}
+
+fn fixed<T: Copy>(bytes: &[u8], kind: u32) -> Result<T, DecodeError> {
+    read_struct(bytes).ok_or(DecodeError::Truncated {
+        kind,
+        need: std::mem::size_of::<T>(),
+        got: bytes.len(),
+    })
+}
+
+/// Copies a `T` from the start of `bytes`, if there are enough.
+fn read_struct<T: Copy>(bytes: &[u8]) -> Option<T> {
+    if bytes.len() < std::mem::size_of::<T>() {
+        return None;
+    }
+    // SAFETY: the length is checked above and the wire types are plain old data for which any
+    // bit pattern is valid; read_unaligned copes with the ring buffer's alignment.
+    Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
+}
+
+fn decode_exec(bytes: &[u8]) -> Result<Exec, DecodeError> {
+    let raw: ExecRecord = fixed(bytes, kind::EXEC)?;
+    let lens = [raw.exe_len, raw.cwd_len, raw.filename_len, raw.interp_len, raw.args_len];
+    let need = std::mem::size_of::<ExecRecord>() + lens.iter().map(|&l| l as usize).sum::<usize>();
+    let truncated = DecodeError::Truncated { kind: kind::EXEC, need, got: bytes.len() };
+    let mut rest = bytes.get(std::mem::size_of::<ExecRecord>()..need).ok_or(truncated)?;
+    let mut take = |len: u32| {
+        let (head, tail) = rest.split_at(len as usize);
+        rest = tail;
+        head
+    };
+    let flag = |bit| raw.flags & bit != 0;
+    let executable = rebuild_path(take(raw.exe_len), flag(exec_flags::EXE_TRUNCATED));
+    let cwd = rebuild_path(take(raw.cwd_len), flag(exec_flags::CWD_TRUNCATED));
+    let filename = c_string(take(raw.filename_len));
+    let interp = take(raw.interp_len);
+    let interpreter = flag(exec_flags::INTERPRETED).then(|| c_string(interp));
+    let args_truncated = flag(exec_flags::ARGS_TRUNCATED);
+    let args = split_args(take(raw.args_len), args_truncated);
+    Ok(Exec { raw, executable, cwd, filename, interpreter, args, args_truncated })
+}
+
+/// Bytes up to the first NUL.
+fn c_string(bytes: &[u8]) -> Vec<u8> {
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    bytes[..end].to_vec()
+}
+
+/// Joins leaf-first NUL-terminated components into a path, root first.
+pub fn rebuild_path(bytes: &[u8], truncated: bool) -> KernelPath {
+    let mut components: Vec<&[u8]> = bytes.split(|&b| b == 0).collect();
+    if components.last().is_some_and(|c| c.is_empty()) {
+        components.pop();
+    }
+    let mut out = Vec::with_capacity(bytes.len() + 1);
+    for (i, component) in components.iter().rev().enumerate() {
+        if i > 0 || !truncated {
+            out.push(b'/');
+        }
+        out.extend_from_slice(component);
+    }
+    if out.is_empty() && !truncated {
+        out.push(b'/');
+    }
+    KernelPath { bytes: out, truncated }
+}
+
+/// Splits the NUL-separated argument area; empty arguments are kept, a cut last one dropped.
+pub fn split_args(bytes: &[u8], truncated: bool) -> Vec<Vec<u8>> {
+    if bytes.is_empty() {
+        return Vec::new();
+    }
+    let mut args: Vec<Vec<u8>> = bytes.split(|&b| b == 0).map(<[u8]>::to_vec).collect();
+    // A complete area ends with a NUL, which leaves an empty piece after it; a cut area ends
+    // in a partial argument. Neither is an argument. (An uncut area without a final NUL does
+    // not happen; its last piece is kept rather than lost.)
+    if truncated || bytes.last() == Some(&0) {
+        args.pop();
+    }
+    args
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_components_are_reversed_and_rooted() {
+        let path = rebuild_path(b"true\0bin\0usr\0", false);
+
+        assert_eq!(path.bytes, b"/usr/bin/true");
+        assert!(!path.truncated);
+    }
+
+    #[test]
+    fn root_is_a_slash() {
+        assert_eq!(rebuild_path(b"", false).bytes, b"/");
+    }
+
+    #[test]
+    fn truncated_path_keeps_the_tail_without_a_leading_slash() {
+        let path = rebuild_path(b"t\0d039\0d038\0", true);
+
+        assert_eq!(path.bytes, b"d038/d039/t");
+        assert!(path.truncated);
+    }
+
+    #[test]
+    fn empty_arguments_are_kept() {
+        let args = split_args(b"echo\0\0x\0\0", false);
+
+        assert_eq!(args, vec![b"echo".to_vec(), vec![], b"x".to_vec(), vec![]]);
+    }
+
+    #[test]
+    fn cut_last_argument_is_dropped() {
+        let args = split_args(b"/bin/echo\0AAAA", true);
+
+        assert_eq!(args, vec![b"/bin/echo".to_vec()]);
+    }
+
+    #[test]
+    fn non_utf8_bytes_survive() {
+        let args = split_args(b"arg\x80\0\xff\0", false);
+
+        assert_eq!(args, vec![b"arg\x80".to_vec(), vec![0xff]]);
+    }
+
+    #[test]
+    fn short_input_is_an_error() {
+        assert_eq!(decode(&[1, 2, 3]).unwrap_err(), DecodeError::Short(3));
+    }
+
+    #[test]
+    fn exec_with_lengths_past_the_end_is_an_error() {
+        let mut raw: ExecRecord = unsafe_zeroed();
+        raw.header.kind = kind::EXEC;
+        raw.args_len = 100;
+        let bytes = as_bytes(&raw);
+
+        assert!(matches!(decode(bytes), Err(DecodeError::Truncated { .. })));
+    }
+
+    #[test]
+    fn exec_record_decodes_every_region() {
+        let mut raw: ExecRecord = unsafe_zeroed();
+        raw.header.kind = kind::EXEC;
+        let data: &[&[u8]] = &[b"sh\0bin\0", b"tmp\0", b"/bin/sh\0", b"", b"sh\0-c\0\0"];
+        raw.exe_len = data[0].len() as u32;
+        raw.cwd_len = data[1].len() as u32;
+        raw.filename_len = data[2].len() as u32;
+        raw.args_len = data[4].len() as u32;
+        let mut bytes = as_bytes(&raw).to_vec();
+        data.iter().for_each(|d| bytes.extend_from_slice(d));
+
+        let Record::Exec(exec) = decode(&bytes).unwrap() else { panic!("not an exec") };
+
+        assert_eq!(exec.executable.bytes, b"/bin/sh");
+        assert_eq!(exec.cwd.bytes, b"/tmp");
+        assert_eq!(exec.filename, b"/bin/sh");
+        assert_eq!(exec.interpreter, None);
+        assert_eq!(exec.args, vec![b"sh".to_vec(), b"-c".to_vec(), vec![]]);
+    }
+
+    fn unsafe_zeroed<T>() -> T {
+        // SAFETY: only used with the wire types, for which all-zero bytes are valid.
+        unsafe { std::mem::zeroed() }
+    }
+
+    fn as_bytes<T>(value: &T) -> &[u8] {
+        // SAFETY: the wire types are plain old data without padding holes.
+        unsafe { std::slice::from_raw_parts((value as *const T).cast(), std::mem::size_of::<T>()) }
+    }
+}

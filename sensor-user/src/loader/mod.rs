@@ -1,0 +1,158 @@
+//! Loader stage: resolves kernel offsets, loads the embedded eBPF object and attaches hooks.
+//!
+//! In: the configuration. Out: a [`Loaded`] holding the ring buffer, the loss counters and the
+//! list of hooks attached and refused, for the reader and the status API.
+
+pub mod btf;
+
+use std::path::Path;
+
+use aya::{
+    maps::{MapData, PerCpuArray, RingBuf},
+    programs::BtfTracePoint,
+    Btf, Ebpf, EbpfLoader,
+};
+use sensor_common::offsets::Settings;
+
+use crate::config::Config;
+
+/// The eBPF object built by `build.rs` from `sensor-ebpf`.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sensor.bpf.o"));
+
+/// Failure to bring the kernel side up.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("failed to resolve kernel struct offsets")]
+    Offsets(#[from] btf::BtfError),
+    #[error("failed to count CPUs from {0}")]
+    Cpus(&'static str, #[source] std::io::Error),
+    #[error("failed to load the eBPF object")]
+    Load(#[from] aya::EbpfError),
+    #[error("failed to read kernel BTF for attaching")]
+    KernelBtf(#[from] aya::BtfError),
+    #[error("eBPF object has no program `{0}`")]
+    MissingProgram(&'static str),
+    #[error("eBPF object has no map `{0}`")]
+    MissingMap(&'static str),
+    #[error("failed to attach `{hook}`")]
+    Attach {
+        hook: &'static str,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    #[error("map `{name}` has an unexpected type")]
+    Map {
+        name: &'static str,
+        #[source]
+        source: aya::maps::MapError,
+    },
+}
+
+/// One hook: the program's name in the object and the kernel tracepoint it attaches to.
+pub struct Hook {
+    pub program: &'static str,
+    pub tracepoint: &'static str,
+    /// The sensor cannot run without it.
+    pub required: bool,
+}
+
+/// Every hook, in attach order. Fork first so no child escapes between attaches.
+pub const HOOKS: &[Hook] = &[
+    Hook { program: "sched_process_fork", tracepoint: "sched_process_fork", required: true },
+    Hook { program: "sched_process_exec", tracepoint: "sched_process_exec", required: true },
+    Hook { program: "sched_process_exit", tracepoint: "sched_process_exit", required: true },
+];
+
+/// The kernel side, loaded and attached.
+pub struct Loaded {
+    /// Keeps programs and links alive; dropping it detaches everything.
+    pub ebpf: Ebpf,
+    pub events: RingBuf<MapData>,
+    pub lost: PerCpuArray<MapData, u64>,
+    /// `tp_btf/<name>` for each attached hook.
+    pub attached: Vec<String>,
+    /// `tp_btf/<name>: <reason>` for each optional hook the kernel refused.
+    pub refused: Vec<String>,
+}
+
+/// Loads the programs with offsets for the running kernel and attaches every hook.
+pub fn load(config: &Config) -> Result<Loaded, LoadError> {
+    raise_memlock();
+    let offsets = btf::resolve(Path::new(btf::VMLINUX_BTF))?;
+    let settings = Settings {
+        self_tgid: if config.exclude_self { std::process::id() } else { 0 },
+        args_max: config.args_max_bytes,
+    };
+    let cpus = aya::util::nr_cpus().map_err(|(path, e)| LoadError::Cpus(path, e))?;
+    let log_level: u8 = if tracing::enabled!(target: "sensor_ebpf", tracing::Level::DEBUG) {
+        aya_log::Level::Debug as u8
+    } else {
+        0
+    };
+
+    let mut ebpf = EbpfLoader::new()
+        .override_global("OFFSETS", &offsets, true)
+        .override_global("SETTINGS", &settings, true)
+        .override_global(aya_log::LEVEL, &log_level, false)
+        .map_max_entries("SCRATCH", cpus as u32)
+        .map_max_entries("EVENTS", config.ring_buffer_bytes)
+        .load(OBJECT)?;
+    if log_level != 0 {
+        match aya_log::EbpfLogger::init(&mut ebpf) {
+            Ok(logger) => crate::reader::spawn_ebpf_logger(logger),
+            Err(e) => tracing::debug!(error = %e, "eBPF logging unavailable"),
+        }
+    }
+
+    let btf = Btf::from_sys_fs()?;
+    let mut attached = Vec::new();
+    let mut refused = Vec::new();
+    for hook in HOOKS {
+        let name = format!("tp_btf/{}", hook.tracepoint);
+        match attach(&mut ebpf, hook, &btf) {
+            Ok(()) => {
+                tracing::info!(hook = %name, "attached");
+                attached.push(name);
+            }
+            Err(e) if !hook.required => {
+                tracing::warn!(hook = %name, error = format!("{e:#}"), "hook unavailable");
+                refused.push(format!("{name}: {e}"));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+
+    let events = take_map(&mut ebpf, "EVENTS")?;
+    let lost = take_map(&mut ebpf, "LOST")?;
+    Ok(Loaded { ebpf, events, lost, attached, refused })
+}
+
+fn attach(ebpf: &mut Ebpf, hook: &Hook, btf: &Btf) -> Result<(), LoadError> {
+    let fail = |source| LoadError::Attach { hook: hook.tracepoint, source };
+    let program: &mut BtfTracePoint = ebpf
+        .program_mut(hook.program)
+        .ok_or(LoadError::MissingProgram(hook.program))?
+        .try_into()
+        .map_err(fail)?;
+    program.load(hook.tracepoint, btf).map_err(fail)?;
+    program.attach().map_err(fail)?;
+    Ok(())
+}
+
+fn take_map<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, LoadError>
+where
+    T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>,
+{
+    let map = ebpf.take_map(name).ok_or(LoadError::MissingMap(name))?;
+    T::try_from(map).map_err(|source| LoadError::Map { name, source })
+}
+
+/// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; newer ones to the memory cgroup,
+/// where a refused raise is harmless.
+fn raise_memlock() {
+    let limit = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    // SAFETY: setrlimit reads the struct we pass and nothing else.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &limit) } != 0 {
+        tracing::debug!(error = %std::io::Error::last_os_error(), "memlock limit not raised");
+    }
+}

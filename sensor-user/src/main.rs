@@ -1,0 +1,69 @@
+//! `sensor`: the runtime-security sensor daemon.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::Parser;
+use sensor_user::config::Config;
+
+/// Linux runtime-security sensor: process activity from the kernel, as JSON lines and gRPC.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    /// TOML configuration file; every key is optional.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// gRPC address, `unix:/path` or `host:port` (overrides `listen`).
+    #[arg(long)]
+    listen: Option<String>,
+    /// Write JSON lines: `-` for stdout, or a file to append to (overrides `json_out`).
+    #[arg(long = "json-out")]
+    json_out: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+
+    let config = match load_config(&args) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("sensor: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("sensor: failed to start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(sensor_user::daemon::run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sensor: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_config(args: &Args) -> Result<Config, sensor_user::config::ConfigError> {
+    let mut config = match &args.config {
+        Some(path) => Config::from_file(path)?,
+        None => Config::default(),
+    };
+    if let Some(listen) = &args.listen {
+        config.listen = listen.clone();
+    }
+    if let Some(out) = &args.json_out {
+        config.json_out = Some(out.clone());
+    }
+    config.validate()?;
+    Ok(config)
+}

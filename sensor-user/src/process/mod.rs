@@ -1,0 +1,272 @@
+//! Process stage: turns decoded records into events, keeping the process table current.
+//!
+//! In: [`Record`]s in ring-buffer order. Out: `sensor.v1.Event`s with process identity, parent
+//! links and, for exit, what the process was. Everything about the event itself comes from the
+//! kernel record; the table only names parents and fills in the image at exit.
+
+pub mod identity;
+pub mod seed;
+pub mod table;
+
+use std::time::Instant;
+
+use sensor_common::{fork_flags, ExecRecord, ExitRecord, ForkRecord, TaskIds};
+use sensor_proto::v1::{Event, ExecDetail, FileFacts, ForkDetail, Parent, Process};
+
+use crate::decode::{Exec, Record};
+use identity::Host;
+use table::{Proc, ProcessTable};
+
+/// `statfs` magic numbers of filesystems an executable should not normally come from.
+const TMPFS_MAGIC: u32 = 0x0102_1994;
+const HUGETLBFS_MAGIC: u32 = 0x9584_58f6;
+
+/// Builds events from records.
+pub struct Tracker {
+    pub host: Host,
+    pub table: ProcessTable,
+}
+
+impl Tracker {
+    pub fn new(host: Host, table: ProcessTable) -> Self {
+        Self { host, table }
+    }
+
+    /// The event for `record`, updating the table on the way.
+    pub fn handle(&mut self, record: &Record) -> Event {
+        let now = Instant::now();
+        match record {
+            Record::Fork(fork) => self.fork(fork, now),
+            Record::Exec(exec) => self.exec(exec, now),
+            Record::Exit(exit) => self.exit(exit, now),
+        }
+    }
+
+    fn base(&self, action: &str, boot_ns: u64) -> Event {
+        Event {
+            time_unix_nano: self.host.wall_ns(boot_ns),
+            kind: "event".into(),
+            action: action.into(),
+            host_name: self.host.name.clone(),
+            boot_id: self.host.boot_id.clone(),
+            ..Event::default()
+        }
+    }
+
+    /// Process fields that come straight from the kernel's identity of a task.
+    fn identity(&self, ids: &TaskIds) -> Process {
+        Process {
+            pid: ids.tgid,
+            tid: ids.tid,
+            entity_id: self.host.entity_id(ids.tgid, ids.start_boottime),
+            start_unix_nano: self.host.wall_ns(ids.start_boottime),
+            parent: Some(self.parent(ids)),
+            ..Process::default()
+        }
+    }
+
+    fn parent(&self, ids: &TaskIds) -> Parent {
+        let known = self.table.get(ids.ppid);
+        Parent {
+            pid: ids.ppid,
+            entity_id: self.host.entity_id(ids.ppid, ids.parent_start_boottime),
+            executable: known.map(|p| p.executable.clone()).unwrap_or_default(),
+            name: known.map(|p| p.name.clone()).unwrap_or_default(),
+        }
+    }
+
+    fn fork(&mut self, rec: &ForkRecord, now: Instant) -> Event {
+        let mut event = self.base("fork", rec.header.boot_ns);
+        let thread = rec.flags & fork_flags::THREAD != 0;
+        let mut process = self.identity(&rec.child);
+        process.tid = rec.child.tid;
+        set_creds(&mut process, rec);
+        process.cgroup_id = rec.cgroup_id;
+        // The child runs its parent's image until it execs.
+        let image = self.table.get(rec.parent.tgid).cloned();
+        if let Some(image) = &image {
+            fill_image(&mut process, image);
+        }
+        process.name = comm(&rec.comm);
+        if !thread {
+            let proc = Proc {
+                entity_id: process.entity_id.clone(),
+                ppid: rec.child.ppid,
+                parent_entity_id: process.parent.as_ref().map(|p| p.entity_id.clone()).unwrap_or_default(),
+                name: process.name.clone(),
+                start_wall_ns: process.start_unix_nano,
+                exited: false,
+                ..image.unwrap_or_default()
+            };
+            self.table.insert(rec.child.tgid, proc, now);
+        }
+        event.fork = Some(ForkDetail {
+            thread,
+            shared_vm: rec.flags & fork_flags::SHARED_VM != 0,
+            vfork: rec.flags & fork_flags::VFORK != 0,
+            syscall: syscall_name(rec.syscall_nr).into(),
+            child_tid: rec.child.tid,
+        });
+        event.process = Some(process);
+        event
+    }
+
+    fn exec(&mut self, exec: &Exec, now: Instant) -> Event {
+        let rec: &ExecRecord = &exec.raw;
+        let mut event = self.base("exec", rec.header.boot_ns);
+        event.outcome = "success".into();
+        let mut process = self.identity(&rec.ids);
+        process.uid = rec.creds.uid;
+        process.gid = rec.creds.gid;
+        process.euid = rec.creds.euid;
+        process.egid = rec.creds.egid;
+        process.loginuid = audit_id(rec.creds.loginuid);
+        process.session_id = audit_id(rec.creds.sessionid);
+        process.cgroup_id = rec.cgroup_id;
+        process.tty = String::from_utf8_lossy(&comm(&rec.tty)).into_owned();
+        process.name = comm(&rec.comm);
+        process.executable = exec.executable.bytes.clone();
+        let memfd = memfd_name(&exec.executable.bytes, rec.exe_fs_magic);
+        if rec.exe_nlink == 0 && !exec.executable.truncated {
+            // As the kernel's own d_path does for an unlinked file.
+            process.executable.extend_from_slice(b" (deleted)");
+        }
+        process.executable_file = Some(FileFacts {
+            inode: rec.exe_ino,
+            device: rec.exe_dev,
+            nlink: rec.exe_nlink,
+            fs_magic: rec.exe_fs_magic,
+            on_tmpfs: rec.exe_fs_magic == TMPFS_MAGIC || rec.exe_fs_magic == HUGETLBFS_MAGIC,
+            memfd_name: memfd.unwrap_or_default(),
+        });
+        process.args = exec.args.clone();
+        process.args_count = rec.argc;
+        process.args_truncated = exec.args_truncated;
+        process.args_bytes_total = rec.args_total;
+        process.working_directory = exec.cwd.bytes.clone();
+        for (cut, field) in [
+            (exec.executable.truncated, "process.executable"),
+            (exec.cwd.truncated, "process.working_directory"),
+            (exec.args_truncated, "process.args"),
+        ] {
+            if cut {
+                process.truncated_fields.push(field.into());
+            }
+        }
+        event.exec = Some(ExecDetail {
+            filename: exec.filename.clone(),
+            interpreter: exec.interpreter.clone().unwrap_or_default(),
+            calling_tid: if rec.old_tid != rec.ids.tid { rec.old_tid } else { 0 },
+        });
+
+        let entry = Proc {
+            entity_id: process.entity_id.clone(),
+            ppid: rec.ids.ppid,
+            parent_entity_id: process.parent.as_ref().map(|p| p.entity_id.clone()).unwrap_or_default(),
+            executable: process.executable.clone(),
+            name: process.name.clone(),
+            args: process.args.clone(),
+            args_count: process.args_count,
+            cwd: process.working_directory.clone(),
+            start_wall_ns: process.start_unix_nano,
+            exited: false,
+        };
+        self.table.insert(rec.ids.tgid, entry, now);
+        event.process = Some(process);
+        event
+    }
+
+    fn exit(&mut self, rec: &ExitRecord, now: Instant) -> Event {
+        let mut event = self.base("exit", rec.header.boot_ns);
+        let mut process = self.identity(&rec.ids);
+        if let Some(image) = self.table.get(rec.ids.tgid) {
+            if image.entity_id == process.entity_id {
+                fill_image(&mut process, image);
+            }
+        }
+        if process.name.is_empty() {
+            process.name = comm(&rec.comm);
+        }
+        let signal = rec.exit_code & 0x7f;
+        if signal != 0 {
+            process.exit_signal = Some(signal);
+        } else {
+            process.exit_code = Some(((rec.exit_code >> 8) & 0xff) as i32);
+        }
+        self.table.exit(rec.ids.tgid, now);
+        event.process = Some(process);
+        event
+    }
+}
+
+fn fill_image(process: &mut Process, image: &Proc) {
+    process.executable = image.executable.clone();
+    process.name = image.name.clone();
+    process.args = image.args.clone();
+    process.args_count = image.args_count;
+    process.working_directory = image.cwd.clone();
+}
+
+fn set_creds(process: &mut Process, rec: &ForkRecord) {
+    process.uid = rec.creds.uid;
+    process.gid = rec.creds.gid;
+    process.euid = rec.creds.euid;
+    process.egid = rec.creds.egid;
+    process.loginuid = audit_id(rec.creds.loginuid);
+    process.session_id = audit_id(rec.creds.sessionid);
+}
+
+/// `u32::MAX` is the kernel's "unset" for audit ids.
+fn audit_id(v: u32) -> Option<u32> {
+    (v != u32::MAX).then_some(v)
+}
+
+/// A fixed-size kernel name up to its NUL.
+fn comm(bytes: &[u8]) -> Vec<u8> {
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    bytes[..end].to_vec()
+}
+
+/// The name given to `memfd_create`, when `path` is a memfd on the kernel's internal tmpfs.
+fn memfd_name(path: &[u8], fs_magic: u32) -> Option<Vec<u8>> {
+    if fs_magic != TMPFS_MAGIC && fs_magic != HUGETLBFS_MAGIC {
+        return None;
+    }
+    path.strip_prefix(b"/memfd:").map(<[u8]>::to_vec)
+}
+
+/// Name of a clone-family syscall number on this architecture.
+fn syscall_name(nr: u32) -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    const NAMES: &[(u32, &str)] = &[(56, "clone"), (57, "fork"), (58, "vfork"), (435, "clone3")];
+    #[cfg(target_arch = "aarch64")]
+    const NAMES: &[(u32, &str)] = &[(220, "clone"), (435, "clone3")];
+    NAMES.iter().find(|(n, _)| *n == nr).map_or("", |(_, name)| name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memfd_name_needs_tmpfs() {
+        assert_eq!(memfd_name(b"/memfd:payload", TMPFS_MAGIC), Some(b"payload".to_vec()));
+        assert_eq!(memfd_name(b"/memfd:payload", 0xef53), None, "a real file named so on ext4");
+    }
+
+    #[test]
+    fn exit_status_splits_code_and_signal() {
+        let host = Host { name: "h".into(), boot_id: "b".into(), boot_wall_ns: 0, ns_per_tick: 1 };
+        let mut tracker = Tracker::new(host, ProcessTable::new(64, std::time::Duration::ZERO));
+        // SAFETY: all-zero bytes are a valid ExitRecord.
+        let mut rec: ExitRecord = unsafe { std::mem::zeroed() };
+
+        rec.exit_code = 7 << 8;
+        let normal = tracker.handle(&Record::Exit(rec)).process.unwrap();
+        rec.exit_code = 9;
+        let killed = tracker.handle(&Record::Exit(rec)).process.unwrap();
+
+        assert_eq!((normal.exit_code, normal.exit_signal), (Some(7), None));
+        assert_eq!((killed.exit_code, killed.exit_signal), (None, Some(9)));
+    }
+}

@@ -1,0 +1,129 @@
+//! Reader stage: drains the kernel ring buffer on tokio and drives decode, process and bus.
+//!
+//! In: ring-buffer records and the per-CPU loss counters. Out: events on the bus, including
+//! `lost` events whenever the kernel counted refused records.
+
+use std::{sync::Arc, time::Duration};
+
+use aya::maps::{MapData, PerCpuArray, RingBuf};
+use sensor_proto::v1::{Event, LostDetail};
+use tokio::io::unix::AsyncFd;
+use tokio_util::sync::CancellationToken;
+
+use crate::{bus::Bus, decode, process::Tracker, stats::Stats};
+
+/// How often loss counters are read and the process table is aged.
+const TICK: Duration = Duration::from_millis(250);
+
+/// Runs until `shutdown`; returns an error only if the ring buffer cannot be polled.
+pub async fn run(
+    events: RingBuf<MapData>,
+    lost: PerCpuArray<MapData, u64>,
+    mut tracker: Tracker,
+    mut bus: Bus,
+    stats: Arc<Stats>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    // SAFETY: the ring buffer owns its map fd for as long as it lives, and it lives inside the
+    // AsyncFd, so the registered fd stays open and unchanged.
+    let mut ring = unsafe { AsyncFd::register(events) }?;
+    let mut tick = tokio::time::interval(TICK);
+    let mut last_lost: Vec<u64> = Vec::new();
+    loop {
+        tokio::select! {
+            guard = ring.readable_mut() => {
+                let mut guard = guard?;
+                let ring = guard.get_inner_mut();
+                while let Some(item) = ring.next() {
+                    handle(&item, &mut tracker, &mut bus, &stats);
+                }
+                guard.clear_ready();
+            }
+            _ = tick.tick() => {
+                report_lost(&lost, &mut last_lost, &tracker, &mut bus, &stats);
+                tracker.table.expire(std::time::Instant::now(), false);
+                stats.table_entries.store(tracker.table.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            }
+            () = shutdown.cancelled() => break,
+        }
+    }
+    // Drain what the kernel queued before the hooks went away.
+    let ring = ring.get_mut();
+    while let Some(item) = ring.next() {
+        handle(&item, &mut tracker, &mut bus, &stats);
+    }
+    report_lost(&lost, &mut last_lost, &tracker, &mut bus, &stats);
+    Ok(())
+}
+
+fn handle(bytes: &[u8], tracker: &mut Tracker, bus: &mut Bus, stats: &Stats) {
+    match decode::decode(bytes) {
+        Ok(record) => {
+            stats.record(hook_name(&record));
+            let event = tracker.handle(&record);
+            tracing::trace!(action = %event.action, "event");
+            bus.publish(event);
+        }
+        Err(e) => {
+            stats.decode_errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::debug!(error = %e, "undecodable record");
+        }
+    }
+}
+
+fn hook_name(record: &decode::Record) -> &'static str {
+    match record {
+        decode::Record::Fork(_) => "tp_btf/sched_process_fork",
+        decode::Record::Exec(_) => "tp_btf/sched_process_exec",
+        decode::Record::Exit(_) => "tp_btf/sched_process_exit",
+    }
+}
+
+/// Publishes a `lost` event per CPU whose counter grew since the last look.
+fn report_lost(
+    lost: &PerCpuArray<MapData, u64>,
+    last: &mut Vec<u64>,
+    tracker: &Tracker,
+    bus: &mut Bus,
+    stats: &Stats,
+) {
+    let Ok(values) = lost.get(&0, 0) else {
+        return;
+    };
+    let values: Vec<u64> = values.iter().copied().collect();
+    last.resize(values.len(), 0);
+    for (cpu, (&now, before)) in values.iter().zip(last.iter_mut()).enumerate() {
+        if now > *before {
+            let count = now - *before;
+            tracing::warn!(cpu, count, "kernel ring buffer full, records lost");
+            bus.publish(Event {
+                time_unix_nano: crate::process::identity::clock_ns(libc::CLOCK_REALTIME),
+                kind: "event".into(),
+                action: "lost".into(),
+                host_name: tracker.host.name.clone(),
+                boot_id: tracker.host.boot_id.clone(),
+                lost: Some(LostDetail { count, source: "kernel".into(), cpu: Some(cpu as u32) }),
+                ..Event::default()
+            });
+            *before = now;
+        }
+    }
+    *stats.kernel_lost.lock().unwrap_or_else(|e| e.into_inner()) = values;
+}
+
+/// Forwards aya-log records from the programs into tracing (debug level only).
+pub fn spawn_ebpf_logger(logger: aya_log::EbpfLogger<&'static dyn log::Log>) {
+    tokio::spawn(async move {
+        // SAFETY: the logger owns its ring buffer fd and lives inside the AsyncFd.
+        let Ok(mut fd) = (unsafe { AsyncFd::register(logger) }) else {
+            return;
+        };
+        loop {
+            let Ok(mut guard) = fd.readable_mut().await else {
+                return;
+            };
+            guard.get_inner_mut().flush();
+            guard.clear_ready();
+        }
+    });
+}

@@ -1,0 +1,277 @@
+//! JSON rendering of events with Elastic Common Schema names, as nested objects.
+//!
+//! Byte strings that are valid UTF-8 are written unchanged. Others use a lossless escape: each
+//! byte that is not part of valid UTF-8 becomes `\xNN` and a literal backslash becomes `\\`;
+//! the field's name is listed in `sensor.escaped` so a reader knows to unescape it. Fields ECS
+//! lacks live under `sensor`.
+
+use serde_json::{json, Map, Value};
+use sensor_proto::v1::{Event, Process};
+
+/// Renders `event` as one JSON object.
+pub fn to_json(event: &Event) -> Value {
+    let mut escaped = Vec::new();
+    let mut out = Map::new();
+    out.insert("@timestamp".into(), json!(rfc3339(event.time_unix_nano)));
+    let (category, kind) = match event.action.as_str() {
+        "fork" | "exec" => ("process", "start"),
+        "exit" => ("process", "end"),
+        _ => ("host", "info"),
+    };
+    let mut ev = json!({
+        "kind": event.kind,
+        "category": [category],
+        "type": [kind],
+        "action": event.action,
+        "sequence": event.sequence,
+    });
+    if !event.outcome.is_empty() {
+        ev["outcome"] = json!(event.outcome);
+    }
+    out.insert("event".into(), ev);
+    out.insert("host".into(), json!({"name": event.host_name, "boot": {"id": event.boot_id}}));
+
+    let mut sensor = Map::new();
+    if let Some(p) = &event.process {
+        out.insert("process".into(), process(p, &mut escaped));
+        sensor.insert("process".into(), process_extra(p));
+        if !p.truncated_fields.is_empty() {
+            sensor.insert("truncated".into(), json!(p.truncated_fields));
+        }
+    }
+    if let Some(exec) = &event.exec {
+        let mut e = Map::new();
+        e.insert("filename".into(), text(&exec.filename, "sensor.exec.filename", &mut escaped));
+        if !exec.interpreter.is_empty() {
+            let v = text(&exec.interpreter, "sensor.exec.interpreter", &mut escaped);
+            e.insert("interpreter".into(), v);
+        }
+        if exec.calling_tid != 0 {
+            e.insert("calling_tid".into(), json!(exec.calling_tid));
+        }
+        sensor.insert("exec".into(), Value::Object(e));
+    }
+    if let Some(fork) = &event.fork {
+        sensor.insert(
+            "fork".into(),
+            json!({
+                "thread": fork.thread,
+                "shared_vm": fork.shared_vm,
+                "vfork": fork.vfork,
+                "syscall": fork.syscall,
+                "child_tid": fork.child_tid,
+            }),
+        );
+    }
+    if let Some(lost) = &event.lost {
+        let mut l = json!({"count": lost.count, "source": lost.source});
+        if let Some(cpu) = lost.cpu {
+            l["cpu"] = json!(cpu);
+        }
+        sensor.insert("lost".into(), l);
+    }
+    if !escaped.is_empty() {
+        sensor.insert("escaped".into(), json!(escaped));
+    }
+    out.insert("sensor".into(), Value::Object(sensor));
+    Value::Object(out)
+}
+
+fn process(p: &Process, escaped: &mut Vec<&'static str>) -> Value {
+    let mut m = Map::new();
+    m.insert("pid".into(), json!(p.pid));
+    m.insert("thread".into(), json!({"id": p.tid}));
+    m.insert("entity_id".into(), json!(p.entity_id));
+    m.insert("executable".into(), text(&p.executable, "process.executable", escaped));
+    m.insert("name".into(), text(&p.name, "process.name", escaped));
+    m.insert("args".into(), list(&p.args, "process.args", escaped));
+    m.insert("args_count".into(), json!(p.args_count));
+    let command_line = p.args.join(&b' ');
+    m.insert("command_line".into(), text(&command_line, "process.command_line", escaped));
+    let cwd = text(&p.working_directory, "process.working_directory", escaped);
+    m.insert("working_directory".into(), cwd);
+    if p.start_unix_nano != 0 {
+        m.insert("start".into(), json!(rfc3339(p.start_unix_nano)));
+    }
+    m.insert("user".into(), json!({"id": p.euid.to_string()}));
+    m.insert("group".into(), json!({"id": p.egid.to_string()}));
+    m.insert("real_user".into(), json!({"id": p.uid.to_string()}));
+    m.insert("real_group".into(), json!({"id": p.gid.to_string()}));
+    if let Some(code) = p.exit_code {
+        m.insert("exit_code".into(), json!(code));
+    }
+    if let Some(parent) = &p.parent {
+        let mut pm = Map::new();
+        pm.insert("pid".into(), json!(parent.pid));
+        pm.insert("entity_id".into(), json!(parent.entity_id));
+        if !parent.executable.is_empty() {
+            let v = text(&parent.executable, "process.parent.executable", escaped);
+            pm.insert("executable".into(), v);
+        }
+        if !parent.name.is_empty() {
+            pm.insert("name".into(), text(&parent.name, "process.parent.name", escaped));
+        }
+        m.insert("parent".into(), Value::Object(pm));
+    }
+    Value::Object(m)
+}
+
+/// Process facts ECS has no field for.
+fn process_extra(p: &Process) -> Value {
+    let mut m = Map::new();
+    m.insert("args_truncated".into(), json!(p.args_truncated));
+    if p.args_bytes_total != 0 {
+        m.insert("args_bytes_total".into(), json!(p.args_bytes_total));
+    }
+    if let Some(v) = p.loginuid {
+        m.insert("loginuid".into(), json!(v));
+    }
+    if let Some(v) = p.session_id {
+        m.insert("session_id".into(), json!(v));
+    }
+    if !p.tty.is_empty() {
+        m.insert("tty".into(), json!(p.tty));
+    }
+    if p.cgroup_id != 0 {
+        m.insert("cgroup_id".into(), json!(p.cgroup_id));
+    }
+    if let Some(signal) = p.exit_signal {
+        m.insert("exit_signal".into(), json!(signal));
+    }
+    if let Some(f) = &p.executable_file {
+        let mut fm = json!({
+            "inode": f.inode,
+            "device": f.device,
+            "nlink": f.nlink,
+            "deleted": f.nlink == 0,
+            "fs_magic": format!("0x{:x}", f.fs_magic),
+            "on_tmpfs": f.on_tmpfs,
+        });
+        if !f.memfd_name.is_empty() {
+            fm["memfd"] = json!(true);
+            fm["memfd_name"] = json!(escape(&f.memfd_name));
+        }
+        m.insert("exe".into(), fm);
+    }
+    Value::Object(m)
+}
+
+/// A byte string as JSON text, escaped (and `field` recorded) only when not UTF-8.
+fn text(bytes: &[u8], field: &'static str, escaped: &mut Vec<&'static str>) -> Value {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => json!(s),
+        Err(_) => {
+            escaped.push(field);
+            json!(escape(bytes))
+        }
+    }
+}
+
+/// A list of byte strings; if any is not UTF-8, all are escaped so the field has one rule.
+fn list(items: &[Vec<u8>], field: &'static str, escaped: &mut Vec<&'static str>) -> Value {
+    if items.iter().all(|i| std::str::from_utf8(i).is_ok()) {
+        return json!(items.iter().map(|i| String::from_utf8_lossy(i)).collect::<Vec<_>>());
+    }
+    escaped.push(field);
+    json!(items.iter().map(|i| escape(i)).collect::<Vec<_>>())
+}
+
+/// The lossless escape: valid UTF-8 kept, `\` doubled, every other byte as `\xNN`.
+pub fn escape(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c == '\\' {
+                out.push_str("\\\\");
+            } else {
+                out.push(c);
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
+}
+
+/// Reverses [`escape`]; `None` if `s` is not a valid escaped string.
+pub fn unescape(s: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut rest = s.as_bytes();
+    while let Some((&b, tail)) = rest.split_first() {
+        rest = tail;
+        if b != b'\\' {
+            out.push(b);
+            continue;
+        }
+        match rest {
+            [b'\\', tail @ ..] => {
+                out.push(b'\\');
+                rest = tail;
+            }
+            [b'x', h, l, tail @ ..] => {
+                out.push(u8::from_str_radix(std::str::from_utf8(&[*h, *l]).ok()?, 16).ok()?);
+                rest = tail;
+            }
+            _ => return None,
+        }
+    }
+    Some(out)
+}
+
+/// RFC 3339 UTC time with nanoseconds.
+fn rfc3339(unix_nano: u64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(unix_nano);
+    humantime::format_rfc3339_nanos(t).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_round_trips_and_separates_lookalikes() {
+        let literal = br"\xff".to_vec();
+        let byte = vec![0xff];
+
+        let (a, b) = (escape(&literal), escape(&byte));
+
+        assert_ne!(a, b);
+        assert_eq!(unescape(&a).unwrap(), literal);
+        assert_eq!(unescape(&b).unwrap(), byte);
+    }
+
+    #[test]
+    fn valid_utf8_is_unchanged_and_unmarked() {
+        let mut escaped = Vec::new();
+
+        let v = text("plain-ascii é".as_bytes(), "f", &mut escaped);
+
+        assert_eq!(v, json!("plain-ascii é"));
+        assert!(escaped.is_empty());
+    }
+
+    #[test]
+    fn non_utf8_argument_escapes_the_whole_list_and_marks_it() {
+        let event = Event {
+            action: "exec".into(),
+            process: Some(Process {
+                args: vec![b"/usr/bin/true".to_vec(), br"\xff".to_vec(), vec![0xff]],
+                ..Process::default()
+            }),
+            ..Event::default()
+        };
+
+        let v = to_json(&event);
+
+        let args: Vec<Vec<u8>> = v["process"]["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| unescape(a.as_str().unwrap()).unwrap())
+            .collect();
+        assert_eq!(args, event.process.unwrap().args);
+        let escaped = v["sensor"]["escaped"].as_array().unwrap();
+        assert!(escaped.contains(&json!("process.args")), "{escaped:?}");
+    }
+}

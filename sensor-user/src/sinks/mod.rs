@@ -1,0 +1,3 @@
+//! Sinks: where events leave the sensor besides the gRPC stream.
+
+pub mod json;

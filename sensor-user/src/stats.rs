@@ -1,0 +1,55 @@
+//! Counters the status API reports, shared by every stage.
+
+use std::{
+    collections::BTreeMap,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering::Relaxed},
+        Mutex, OnceLock,
+    },
+    time::Instant,
+};
+
+/// Counters and facts about this run of the sensor.
+pub struct Stats {
+    pub started: Instant,
+    pub events_total: AtomicU64,
+    pub decode_errors: AtomicU64,
+    pub subscriber_dropped: AtomicU64,
+    pub table_entries: AtomicU64,
+    pub ready: AtomicBool,
+    /// Records refused by the ring buffer, per CPU, as last read from the kernel.
+    pub kernel_lost: Mutex<Vec<u64>>,
+    /// Records received per hook name.
+    pub records: Mutex<BTreeMap<String, u64>>,
+    /// Hooks attached and refused, set once at start.
+    pub hooks: OnceLock<(Vec<String>, Vec<String>)>,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Self {
+            started: Instant::now(),
+            events_total: AtomicU64::new(0),
+            decode_errors: AtomicU64::new(0),
+            subscriber_dropped: AtomicU64::new(0),
+            table_entries: AtomicU64::new(0),
+            ready: AtomicBool::new(false),
+            kernel_lost: Mutex::new(Vec::new()),
+            records: Mutex::new(BTreeMap::new()),
+            hooks: OnceLock::new(),
+        }
+    }
+}
+
+impl Stats {
+    /// Counts one record from `hook`.
+    pub fn record(&self, hook: &str) {
+        let mut records = self.records.lock().unwrap_or_else(|e| e.into_inner());
+        *records.entry(hook.to_string()).or_default() += 1;
+    }
+
+    /// Adds `n` events dropped for a slow subscriber.
+    pub fn dropped(&self, n: u64) {
+        self.subscriber_dropped.fetch_add(n, Relaxed);
+    }
+}
