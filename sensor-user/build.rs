@@ -13,7 +13,10 @@ fn main() {
     for dir in ["sensor-ebpf/src", "sensor-common/src"] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
-    println!("cargo:rerun-if-changed={}", ebpf.join("Cargo.toml").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        ebpf.join("Cargo.toml").display()
+    );
     println!("cargo:rerun-if-env-changed=PATH");
 
     let target_dir = out.join("ebpf-target");
@@ -38,8 +41,13 @@ fn main() {
     ] {
         cmd.env_remove(var);
     }
-    cmd.env("CARGO_ENCODED_RUSTFLAGS", "-Cdebuginfo=2\u{1f}-Clink-arg=--btf");
-    let status = cmd.status().unwrap_or_else(|e| panic!("failed to run `cargo +nightly`: {e}"));
+    cmd.env(
+        "CARGO_ENCODED_RUSTFLAGS",
+        "-Cdebuginfo=2\u{1f}-Clink-arg=--btf",
+    );
+    let status = cmd
+        .status()
+        .unwrap_or_else(|e| panic!("failed to run `cargo +nightly`: {e}"));
     assert!(
         status.success(),
         "building sensor-ebpf failed; `cargo xtask build` installs rust-src and bpf-linker"

@@ -92,7 +92,10 @@ pub struct Settings {
 
 impl Settings {
     /// All settings zero: the placeholder compiled into the eBPF object.
-    pub const ZERO: Self = Self { self_tgid: 0, args_max: 0 };
+    pub const ZERO: Self = Self {
+        self_tgid: 0,
+        args_max: 0,
+    };
 }
 
 const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 48 * 4);

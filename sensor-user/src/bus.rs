@@ -28,7 +28,10 @@ pub struct Subscribe(Arc<std::sync::Mutex<broadcast::Receiver<Arc<Event>>>>);
 impl Subscribe {
     /// A new subscription that sees events published from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).resubscribe()
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .resubscribe()
     }
 }
 
@@ -37,7 +40,14 @@ impl Bus {
     pub fn new(queue: usize, stats: Arc<Stats>) -> (Self, Subscribe) {
         let (tx, rx) = broadcast::channel(queue);
         let handle = Subscribe(Arc::new(std::sync::Mutex::new(rx)));
-        (Self { tx, next_sequence: 1, stats }, handle)
+        (
+            Self {
+                tx,
+                next_sequence: 1,
+                stats,
+            },
+            handle,
+        )
     }
 
     /// Gives `event` the next sequence number and sends it to every subscriber.
@@ -57,7 +67,11 @@ pub fn subscriber_lost(count: u64, host_name: &str) -> Event {
         kind: "event".into(),
         action: "lost".into(),
         host_name: host_name.into(),
-        lost: Some(LostDetail { count, source: "subscriber".into(), cpu: None }),
+        lost: Some(LostDetail {
+            count,
+            source: "subscriber".into(),
+            cpu: None,
+        }),
         ..Event::default()
     }
 }
@@ -74,15 +88,26 @@ mod tests {
 
         let mut seen = Vec::new();
         for i in 0..10 {
-            bus.publish(Event { action: format!("e{i}"), ..Event::default() });
+            bus.publish(Event {
+                action: format!("e{i}"),
+                ..Event::default()
+            });
             seen.push(fast.recv().await.unwrap().sequence);
         }
 
-        assert_eq!(seen, (1..=10).collect::<Vec<_>>(), "fast subscriber got everything");
+        assert_eq!(
+            seen,
+            (1..=10).collect::<Vec<_>>(),
+            "fast subscriber got everything"
+        );
         match slow.recv().await {
             Err(broadcast::error::RecvError::Lagged(n)) => assert_eq!(n, 6),
             other => panic!("slow subscriber was not told of its loss: {other:?}"),
         }
-        assert_eq!(slow.recv().await.unwrap().sequence, 7, "then resumes at the oldest kept");
+        assert_eq!(
+            slow.recv().await.unwrap().sequence,
+            7,
+            "then resumes at the oldest kept"
+        );
     }
 }

@@ -20,7 +20,11 @@ pub async fn connect(addr: &str) -> anyhow::Result<SensorClient<Channel>> {
                 }))
                 .await?
         }
-        ListenAddr::Tcp(sock) => Endpoint::try_from(format!("http://{sock}"))?.connect().await?,
+        ListenAddr::Tcp(sock) => {
+            Endpoint::try_from(format!("http://{sock}"))?
+                .connect()
+                .await?
+        }
     };
     Ok(SensorClient::new(channel).max_decoding_message_size(64 * 1024 * 1024))
 }

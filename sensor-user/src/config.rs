@@ -55,7 +55,10 @@ impl Default for Config {
 
 impl Default for ProcessTableConfig {
     fn default() -> Self {
-        Self { max_entries: 65536, exited_ttl_secs: 30 }
+        Self {
+            max_entries: 65536,
+            exited_ttl_secs: 30,
+        }
     }
 }
 
@@ -82,9 +85,10 @@ impl Config {
             source,
         })?;
         Self::from_toml(&text).map_err(|e| match e {
-            ConfigError::Parse { message, .. } => {
-                ConfigError::Parse { path: path.display().to_string(), message }
-            }
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.display().to_string(),
+                message,
+            },
             other => other,
         })
     }
@@ -101,13 +105,21 @@ impl Config {
 
     /// Checks values serde cannot: ranges and formats.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let bad = |key, problem: &str| Err(ConfigError::Value { key, problem: problem.into() });
+        let bad = |key, problem: &str| {
+            Err(ConfigError::Value {
+                key,
+                problem: problem.into(),
+            })
+        };
         if !(1..=131_071).contains(&self.args_max_bytes) {
             return bad("args_max_bytes", "must be between 1 and 131071");
         }
         let ring = self.ring_buffer_bytes;
         if ring < 4096 || !ring.is_power_of_two() {
-            return bad("ring_buffer_bytes", "must be a power of two of at least 4096");
+            return bad(
+                "ring_buffer_bytes",
+                "must be a power of two of at least 4096",
+            );
         }
         if self.subscriber_queue == 0 {
             return bad("subscriber_queue", "must be at least 1");
@@ -171,21 +183,27 @@ mod tests {
 
     #[test]
     fn unknown_nested_key_is_named() {
-        let err = Config::from_toml("[process_table]\nttl = 5\n").unwrap_err().to_string();
+        let err = Config::from_toml("[process_table]\nttl = 5\n")
+            .unwrap_err()
+            .to_string();
 
         assert!(err.contains("ttl"), "{err}");
     }
 
     #[test]
     fn out_of_range_value_names_the_key() {
-        let err = Config::from_toml("args_max_bytes = 0\n").unwrap_err().to_string();
+        let err = Config::from_toml("args_max_bytes = 0\n")
+            .unwrap_err()
+            .to_string();
 
         assert!(err.contains("`args_max_bytes`"), "{err}");
     }
 
     #[test]
     fn wrong_type_names_the_key() {
-        let err = Config::from_toml("exclude_self = \"yes\"\n").unwrap_err().to_string();
+        let err = Config::from_toml("exclude_self = \"yes\"\n")
+            .unwrap_err()
+            .to_string();
 
         assert!(err.contains("exclude_self"), "{err}");
     }
@@ -196,7 +214,10 @@ mod tests {
             ListenAddr::parse("unix:/run/x.sock"),
             Ok(ListenAddr::Unix("/run/x.sock".into()))
         );
-        assert!(matches!(ListenAddr::parse("127.0.0.1:50051"), Ok(ListenAddr::Tcp(_))));
+        assert!(matches!(
+            ListenAddr::parse("127.0.0.1:50051"),
+            Ok(ListenAddr::Tcp(_))
+        ));
         assert!(ListenAddr::parse("unix:relative").is_err());
         assert!(ListenAddr::parse("nonsense").is_err());
     }

@@ -33,7 +33,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tracing::debug!(processes = seeded, "process table seeded from /proc");
 
     let stats = Arc::new(Stats::default());
-    let _ = stats.hooks.set((loaded.attached.clone(), loaded.refused.clone()));
+    let _ = stats
+        .hooks
+        .set((loaded.attached.clone(), loaded.refused.clone()));
     let (bus, subscribe) = Bus::new(config.subscriber_queue, stats.clone());
 
     let json_sink = match &config.json_out {
@@ -42,17 +44,27 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("failed to open JSON output {target}"))?;
             let rx = subscribe.subscribe();
-            Some(tokio::spawn(sinks::json::run(rx, out, stats.clone(), host.name.clone())))
+            Some(tokio::spawn(sinks::json::run(
+                rx,
+                out,
+                stats.clone(),
+                host.name.clone(),
+            )))
         }
         None => None,
     };
 
     let listen = ListenAddr::parse(&config.listen).map_err(anyhow::Error::msg)?;
-    let service =
-        server::Service { bus: subscribe.clone(), stats: stats.clone(), host_name: host.name.clone() };
+    let service = server::Service {
+        bus: subscribe.clone(),
+        stats: stats.clone(),
+        host_name: host.name.clone(),
+    };
     let mut server = tokio::spawn(server::serve(service, listen, shutdown.clone()));
 
-    let loader::Loaded { ebpf, events, lost, .. } = loaded;
+    let loader::Loaded {
+        ebpf, events, lost, ..
+    } = loaded;
     let tracker = Tracker::new(host, table);
     let reader = reader::run(events, lost, tracker, bus, stats, shutdown.clone());
     let result = tokio::select! {

@@ -78,10 +78,22 @@ fn read_struct<T: Copy>(bytes: &[u8]) -> Option<T> {
 
 fn decode_exec(bytes: &[u8]) -> Result<Exec, DecodeError> {
     let raw: ExecRecord = fixed(bytes, kind::EXEC)?;
-    let lens = [raw.exe_len, raw.cwd_len, raw.filename_len, raw.interp_len, raw.args_len];
+    let lens = [
+        raw.exe_len,
+        raw.cwd_len,
+        raw.filename_len,
+        raw.interp_len,
+        raw.args_len,
+    ];
     let need = std::mem::size_of::<ExecRecord>() + lens.iter().map(|&l| l as usize).sum::<usize>();
-    let truncated = DecodeError::Truncated { kind: kind::EXEC, need, got: bytes.len() };
-    let mut rest = bytes.get(std::mem::size_of::<ExecRecord>()..need).ok_or(truncated)?;
+    let truncated = DecodeError::Truncated {
+        kind: kind::EXEC,
+        need,
+        got: bytes.len(),
+    };
+    let mut rest = bytes
+        .get(std::mem::size_of::<ExecRecord>()..need)
+        .ok_or(truncated)?;
     let mut take = |len: u32| {
         let (head, tail) = rest.split_at(len as usize);
         rest = tail;
@@ -95,7 +107,15 @@ fn decode_exec(bytes: &[u8]) -> Result<Exec, DecodeError> {
     let interpreter = flag(exec_flags::INTERPRETED).then(|| c_string(interp));
     let args_truncated = flag(exec_flags::ARGS_TRUNCATED);
     let args = split_args(take(raw.args_len), args_truncated);
-    Ok(Exec { raw, executable, cwd, filename, interpreter, args, args_truncated })
+    Ok(Exec {
+        raw,
+        executable,
+        cwd,
+        filename,
+        interpreter,
+        args,
+        args_truncated,
+    })
 }
 
 /// Bytes up to the first NUL.
@@ -120,7 +140,10 @@ pub fn rebuild_path(bytes: &[u8], truncated: bool) -> KernelPath {
     if out.is_empty() && !truncated {
         out.push(b'/');
     }
-    KernelPath { bytes: out, truncated }
+    KernelPath {
+        bytes: out,
+        truncated,
+    }
 }
 
 /// Splits the NUL-separated argument area; empty arguments are kept, a cut last one dropped.
@@ -211,7 +234,9 @@ mod tests {
         let mut bytes = as_bytes(&raw).to_vec();
         data.iter().for_each(|d| bytes.extend_from_slice(d));
 
-        let Record::Exec(exec) = decode(&bytes).unwrap() else { panic!("not an exec") };
+        let Record::Exec(exec) = decode(&bytes).unwrap() else {
+            panic!("not an exec")
+        };
 
         assert_eq!(exec.executable.bytes, b"/bin/sh");
         assert_eq!(exec.cwd.bytes, b"/tmp");

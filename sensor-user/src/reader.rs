@@ -65,7 +65,9 @@ fn handle(bytes: &[u8], tracker: &mut Tracker, bus: &mut Bus, stats: &Stats) {
             bus.publish(event);
         }
         Err(e) => {
-            stats.decode_errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            stats
+                .decode_errors
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tracing::debug!(error = %e, "undecodable record");
         }
     }
@@ -102,7 +104,11 @@ fn report_lost(
                 action: "lost".into(),
                 host_name: tracker.host.name.clone(),
                 boot_id: tracker.host.boot_id.clone(),
-                lost: Some(LostDetail { count, source: "kernel".into(), cpu: Some(cpu as u32) }),
+                lost: Some(LostDetail {
+                    count,
+                    source: "kernel".into(),
+                    cpu: Some(cpu as u32),
+                }),
                 ..Event::default()
             });
             *before = now;

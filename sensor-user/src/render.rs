@@ -5,8 +5,8 @@
 //! the field's name is listed in `sensor.escaped` so a reader knows to unescape it. Fields ECS
 //! lacks live under `sensor`.
 
-use serde_json::{json, Map, Value};
 use sensor_proto::v1::{Event, Process};
+use serde_json::{json, Map, Value};
 
 /// Renders `event` as one JSON object.
 pub fn to_json(event: &Event) -> Value {
@@ -29,7 +29,10 @@ pub fn to_json(event: &Event) -> Value {
         ev["outcome"] = json!(event.outcome);
     }
     out.insert("event".into(), ev);
-    out.insert("host".into(), json!({"name": event.host_name, "boot": {"id": event.boot_id}}));
+    out.insert(
+        "host".into(),
+        json!({"name": event.host_name, "boot": {"id": event.boot_id}}),
+    );
 
     let mut sensor = Map::new();
     if let Some(p) = &event.process {
@@ -41,7 +44,10 @@ pub fn to_json(event: &Event) -> Value {
     }
     if let Some(exec) = &event.exec {
         let mut e = Map::new();
-        e.insert("filename".into(), text(&exec.filename, "sensor.exec.filename", &mut escaped));
+        e.insert(
+            "filename".into(),
+            text(&exec.filename, "sensor.exec.filename", &mut escaped),
+        );
         if !exec.interpreter.is_empty() {
             let v = text(&exec.interpreter, "sensor.exec.interpreter", &mut escaped);
             e.insert("interpreter".into(), v);
@@ -82,12 +88,18 @@ fn process(p: &Process, escaped: &mut Vec<&'static str>) -> Value {
     m.insert("pid".into(), json!(p.pid));
     m.insert("thread".into(), json!({"id": p.tid}));
     m.insert("entity_id".into(), json!(p.entity_id));
-    m.insert("executable".into(), text(&p.executable, "process.executable", escaped));
+    m.insert(
+        "executable".into(),
+        text(&p.executable, "process.executable", escaped),
+    );
     m.insert("name".into(), text(&p.name, "process.name", escaped));
     m.insert("args".into(), list(&p.args, "process.args", escaped));
     m.insert("args_count".into(), json!(p.args_count));
     let command_line = p.args.join(&b' ');
-    m.insert("command_line".into(), text(&command_line, "process.command_line", escaped));
+    m.insert(
+        "command_line".into(),
+        text(&command_line, "process.command_line", escaped),
+    );
     let cwd = text(&p.working_directory, "process.working_directory", escaped);
     m.insert("working_directory".into(), cwd);
     if p.start_unix_nano != 0 {
@@ -109,7 +121,10 @@ fn process(p: &Process, escaped: &mut Vec<&'static str>) -> Value {
             pm.insert("executable".into(), v);
         }
         if !parent.name.is_empty() {
-            pm.insert("name".into(), text(&parent.name, "process.parent.name", escaped));
+            pm.insert(
+                "name".into(),
+                text(&parent.name, "process.parent.name", escaped),
+            );
         }
         m.insert("parent".into(), Value::Object(pm));
     }
@@ -170,7 +185,10 @@ fn text(bytes: &[u8], field: &'static str, escaped: &mut Vec<&'static str>) -> V
 /// A list of byte strings; if any is not UTF-8, all are escaped so the field has one rule.
 fn list(items: &[Vec<u8>], field: &'static str, escaped: &mut Vec<&'static str>) -> Value {
     if items.iter().all(|i| std::str::from_utf8(i).is_ok()) {
-        return json!(items.iter().map(|i| String::from_utf8_lossy(i)).collect::<Vec<_>>());
+        return json!(items
+            .iter()
+            .map(|i| String::from_utf8_lossy(i))
+            .collect::<Vec<_>>());
     }
     escaped.push(field);
     json!(items.iter().map(|i| escape(i)).collect::<Vec<_>>())

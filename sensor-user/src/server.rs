@@ -2,7 +2,10 @@
 //!
 //! Each `GetEvents` call is one bus subscriber with its own bounded queue and filter.
 
-use std::{pin::Pin, sync::{atomic::Ordering::Relaxed, Arc}};
+use std::{
+    pin::Pin,
+    sync::{atomic::Ordering::Relaxed, Arc},
+};
 
 use sensor_proto::v1::{
     sensor_server::{Sensor, SensorServer},
@@ -15,7 +18,11 @@ use tokio_stream::{
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response};
 
-use crate::{bus::{self, Subscribe}, config::ListenAddr, stats::Stats};
+use crate::{
+    bus::{self, Subscribe},
+    config::ListenAddr,
+    stats::Stats,
+};
 
 /// The service state.
 pub struct Service {
@@ -59,17 +66,22 @@ impl Sensor for Service {
         request: Request<GetEventsRequest>,
     ) -> Result<Response<EventStream>, tonic::Status> {
         let r = request.into_inner();
-        let filter = Filter { actions: r.actions, pids: r.pids, executable_prefix: r.executable_prefix };
+        let filter = Filter {
+            actions: r.actions,
+            pids: r.pids,
+            executable_prefix: r.executable_prefix,
+        };
         let stats = self.stats.clone();
         let host = self.host_name.clone();
-        let stream = BroadcastStream::new(self.bus.subscribe()).filter_map(move |item| match item {
-            Ok(event) => filter.matches(&event).then(|| Ok(Event::clone(&event))),
-            Err(BroadcastStreamRecvError::Lagged(n)) => {
-                stats.dropped(n);
-                tracing::debug!(missed = n, "gRPC subscriber fell behind");
-                Some(Ok(bus::subscriber_lost(n, &host)))
-            }
-        });
+        let stream =
+            BroadcastStream::new(self.bus.subscribe()).filter_map(move |item| match item {
+                Ok(event) => filter.matches(&event).then(|| Ok(Event::clone(&event))),
+                Err(BroadcastStreamRecvError::Lagged(n)) => {
+                    stats.dropped(n);
+                    tracing::debug!(missed = n, "gRPC subscriber fell behind");
+                    Some(Ok(bus::subscriber_lost(n, &host)))
+                }
+            });
         Ok(Response::new(Box::pin(stream)))
     }
 
@@ -83,8 +95,16 @@ impl Sensor for Service {
 
 /// A snapshot of the counters.
 pub fn status(stats: &Stats) -> Status {
-    let kernel_lost = stats.kernel_lost.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    let records = stats.records.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let kernel_lost = stats
+        .kernel_lost
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let records = stats
+        .records
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
     let (attached, refused) = stats.hooks.get().cloned().unwrap_or_default();
     Status {
         version: env!("CARGO_PKG_VERSION").into(),
@@ -104,7 +124,9 @@ pub fn status(stats: &Stats) -> Status {
 }
 
 fn kernel_release() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().into()).unwrap_or_default()
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().into())
+        .unwrap_or_default()
 }
 
 /// Failure to start serving.
@@ -130,7 +152,8 @@ pub async fn serve(
         ListenAddr::Unix(path) => {
             let shown = path.display().to_string();
             if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir).map_err(|e| ServeError::SocketDir(shown.clone(), e))?;
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| ServeError::SocketDir(shown.clone(), e))?;
             }
             // A socket left by an earlier run would make bind fail.
             let _ = std::fs::remove_file(&path);
@@ -138,7 +161,9 @@ pub async fn serve(
             tracing::info!(socket = %shown, "listening");
             stats.ready.store(true, Relaxed);
             let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
-            router.serve_with_incoming_shutdown(incoming, shutdown.cancelled()).await?;
+            router
+                .serve_with_incoming_shutdown(incoming, shutdown.cancelled())
+                .await?;
             let _ = std::fs::remove_file(&path);
         }
         ListenAddr::Tcp(sock) => {
@@ -148,7 +173,9 @@ pub async fn serve(
             tracing::info!(address = %sock, "listening");
             stats.ready.store(true, Relaxed);
             let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-            router.serve_with_incoming_shutdown(incoming, shutdown.cancelled()).await?;
+            router
+                .serve_with_incoming_shutdown(incoming, shutdown.cancelled())
+                .await?;
         }
     }
     Ok(())

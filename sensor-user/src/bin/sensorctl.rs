@@ -65,7 +65,12 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::FAILURE)
             }
         }
-        Command::Events { json, actions, pids, executable_prefix } => {
+        Command::Events {
+            json,
+            actions,
+            pids,
+            executable_prefix,
+        } => {
             let request = GetEventsRequest {
                 actions,
                 pids,

@@ -131,7 +131,8 @@ pub fn resolve(path: &Path) -> Result<KernelOffsets, BtfError> {
 
 /// Resolves every offset from raw BTF bytes.
 pub fn resolve_bytes(bytes: Vec<u8>) -> Result<KernelOffsets, BtfError> {
-    let types = TypeInformation::new(&Bytes(bytes)).map_err(|e| BtfError::Parse(e.message().to_string()))?;
+    let types = TypeInformation::new(&Bytes(bytes))
+        .map_err(|e| BtfError::Parse(e.message().to_string()))?;
     let mut offsets = KernelOffsets::ZERO;
     let all_optional = FIELDS.iter().fold(0, |acc, f| acc | f.optional);
     let mut missing_optional = 0;
@@ -151,7 +152,11 @@ pub fn resolve_bytes(bytes: Vec<u8>) -> Result<KernelOffsets, BtfError> {
     Ok(offsets)
 }
 
-fn offset_of(types: &TypeInformation, strukt: &'static str, path: &'static str) -> Result<u32, BtfError> {
+fn offset_of(
+    types: &TypeInformation,
+    strukt: &'static str,
+    path: &'static str,
+) -> Result<u32, BtfError> {
     let id = types.id_of(strukt).ok_or(BtfError::MissingStruct(strukt))?;
     match types.offset_of(id, path) {
         Ok((_, Offset::ByteOffset(at))) => Ok(at),
@@ -167,16 +172,25 @@ mod tests {
     #[test]
     fn every_field_resolves_on_the_running_kernel() {
         if !Path::new(VMLINUX_BTF).exists() {
-            assert!(std::env::var_os("CI").is_none(), "CI machine has no {VMLINUX_BTF}");
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI machine has no {VMLINUX_BTF}"
+            );
             eprintln!("skipped: no {VMLINUX_BTF} on this machine");
             return;
         }
 
         let offsets = resolve(Path::new(VMLINUX_BTF)).expect("offsets resolve");
 
-        assert_ne!(offsets.task_tgid, 0, "tgid is not the first field of task_struct");
+        assert_ne!(
+            offsets.task_tgid, 0,
+            "tgid is not the first field of task_struct"
+        );
         assert_eq!(offsets.task_tgid, offsets.task_pid + 4, "tgid follows pid");
-        assert_ne!(offsets.dentry_d_name_name, 0, "name inside the anonymous d_name union");
+        assert_ne!(
+            offsets.dentry_d_name_name, 0,
+            "name inside the anonymous d_name union"
+        );
     }
 
     #[test]

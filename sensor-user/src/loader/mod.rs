@@ -58,9 +58,21 @@ pub struct Hook {
 
 /// Every hook, in attach order. Fork first so no child escapes between attaches.
 pub const HOOKS: &[Hook] = &[
-    Hook { program: "sched_process_fork", tracepoint: "sched_process_fork", required: true },
-    Hook { program: "sched_process_exec", tracepoint: "sched_process_exec", required: true },
-    Hook { program: "sched_process_exit", tracepoint: "sched_process_exit", required: true },
+    Hook {
+        program: "sched_process_fork",
+        tracepoint: "sched_process_fork",
+        required: true,
+    },
+    Hook {
+        program: "sched_process_exec",
+        tracepoint: "sched_process_exec",
+        required: true,
+    },
+    Hook {
+        program: "sched_process_exit",
+        tracepoint: "sched_process_exit",
+        required: true,
+    },
 ];
 
 /// The kernel side, loaded and attached.
@@ -80,7 +92,11 @@ pub fn load(config: &Config) -> Result<Loaded, LoadError> {
     raise_memlock();
     let offsets = btf::resolve(Path::new(btf::VMLINUX_BTF))?;
     let settings = Settings {
-        self_tgid: if config.exclude_self { std::process::id() } else { 0 },
+        self_tgid: if config.exclude_self {
+            std::process::id()
+        } else {
+            0
+        },
         args_max: config.args_max_bytes,
     };
     let cpus = aya::util::nr_cpus().map_err(|(path, e)| LoadError::Cpus(path, e))?;
@@ -124,11 +140,20 @@ pub fn load(config: &Config) -> Result<Loaded, LoadError> {
 
     let events = take_map(&mut ebpf, "EVENTS")?;
     let lost = take_map(&mut ebpf, "LOST")?;
-    Ok(Loaded { ebpf, events, lost, attached, refused })
+    Ok(Loaded {
+        ebpf,
+        events,
+        lost,
+        attached,
+        refused,
+    })
 }
 
 fn attach(ebpf: &mut Ebpf, hook: &Hook, btf: &Btf) -> Result<(), LoadError> {
-    let fail = |source| LoadError::Attach { hook: hook.tracepoint, source };
+    let fail = |source| LoadError::Attach {
+        hook: hook.tracepoint,
+        source,
+    };
     let program: &mut BtfTracePoint = ebpf
         .program_mut(hook.program)
         .ok_or(LoadError::MissingProgram(hook.program))?
@@ -150,7 +175,10 @@ where
 /// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; newer ones to the memory cgroup,
 /// where a refused raise is harmless.
 fn raise_memlock() {
-    let limit = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    let limit = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
     // SAFETY: setrlimit reads the struct we pass and nothing else.
     if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &limit) } != 0 {
         tracing::debug!(error = %std::io::Error::last_os_error(), "memlock limit not raised");

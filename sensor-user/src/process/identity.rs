@@ -52,7 +52,10 @@ impl Host {
 
 /// Reads `clock` in nanoseconds.
 pub fn clock_ns(clock: libc::clockid_t) -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: clock_gettime writes only the timespec we pass.
     unsafe { libc::clock_gettime(clock, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
@@ -63,21 +66,35 @@ mod tests {
     use super::*;
 
     fn host() -> Host {
-        Host { name: "h".into(), boot_id: "b".into(), boot_wall_ns: 0, ns_per_tick: 10_000_000 }
+        Host {
+            name: "h".into(),
+            boot_id: "b".into(),
+            boot_wall_ns: 0,
+            ns_per_tick: 10_000_000,
+        }
     }
 
     #[test]
     fn entity_id_is_stable_within_a_tick() {
         let host = host();
 
-        assert_eq!(host.entity_id(42, 1_000_000_001), host.entity_id(42, 1_009_999_999));
-        assert_eq!(host.entity_id(42, 1_000_000_000), host.entity_id_from_ticks(42, 100));
+        assert_eq!(
+            host.entity_id(42, 1_000_000_001),
+            host.entity_id(42, 1_009_999_999)
+        );
+        assert_eq!(
+            host.entity_id(42, 1_000_000_000),
+            host.entity_id_from_ticks(42, 100)
+        );
     }
 
     #[test]
     fn entity_id_differs_by_pid_start_and_boot() {
         let host = host();
-        let other_boot = Host { boot_id: "c".into(), ..host.clone() };
+        let other_boot = Host {
+            boot_id: "c".into(),
+            ..host.clone()
+        };
 
         assert_ne!(host.entity_id(42, 0), host.entity_id(43, 0));
         assert_ne!(host.entity_id(42, 0), host.entity_id(42, 20_000_000));

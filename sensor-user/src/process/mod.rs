@@ -92,7 +92,11 @@ impl Tracker {
             let proc = Proc {
                 entity_id: process.entity_id.clone(),
                 ppid: rec.child.ppid,
-                parent_entity_id: process.parent.as_ref().map(|p| p.entity_id.clone()).unwrap_or_default(),
+                parent_entity_id: process
+                    .parent
+                    .as_ref()
+                    .map(|p| p.entity_id.clone())
+                    .unwrap_or_default(),
                 name: process.name.clone(),
                 start_wall_ns: process.start_unix_nano,
                 exited: false,
@@ -156,13 +160,21 @@ impl Tracker {
         event.exec = Some(ExecDetail {
             filename: exec.filename.clone(),
             interpreter: exec.interpreter.clone().unwrap_or_default(),
-            calling_tid: if rec.old_tid != rec.ids.tid { rec.old_tid } else { 0 },
+            calling_tid: if rec.old_tid != rec.ids.tid {
+                rec.old_tid
+            } else {
+                0
+            },
         });
 
         let entry = Proc {
             entity_id: process.entity_id.clone(),
             ppid: rec.ids.ppid,
-            parent_entity_id: process.parent.as_ref().map(|p| p.entity_id.clone()).unwrap_or_default(),
+            parent_entity_id: process
+                .parent
+                .as_ref()
+                .map(|p| p.entity_id.clone())
+                .unwrap_or_default(),
             executable: process.executable.clone(),
             name: process.name.clone(),
             args: process.args.clone(),
@@ -241,7 +253,10 @@ fn syscall_name(nr: u32) -> &'static str {
     const NAMES: &[(u32, &str)] = &[(56, "clone"), (57, "fork"), (58, "vfork"), (435, "clone3")];
     #[cfg(target_arch = "aarch64")]
     const NAMES: &[(u32, &str)] = &[(220, "clone"), (435, "clone3")];
-    NAMES.iter().find(|(n, _)| *n == nr).map_or("", |(_, name)| name)
+    NAMES
+        .iter()
+        .find(|(n, _)| *n == nr)
+        .map_or("", |(_, name)| name)
 }
 
 #[cfg(test)]
@@ -250,13 +265,25 @@ mod tests {
 
     #[test]
     fn memfd_name_needs_tmpfs() {
-        assert_eq!(memfd_name(b"/memfd:payload", TMPFS_MAGIC), Some(b"payload".to_vec()));
-        assert_eq!(memfd_name(b"/memfd:payload", 0xef53), None, "a real file named so on ext4");
+        assert_eq!(
+            memfd_name(b"/memfd:payload", TMPFS_MAGIC),
+            Some(b"payload".to_vec())
+        );
+        assert_eq!(
+            memfd_name(b"/memfd:payload", 0xef53),
+            None,
+            "a real file named so on ext4"
+        );
     }
 
     #[test]
     fn exit_status_splits_code_and_signal() {
-        let host = Host { name: "h".into(), boot_id: "b".into(), boot_wall_ns: 0, ns_per_tick: 1 };
+        let host = Host {
+            name: "h".into(),
+            boot_id: "b".into(),
+            boot_wall_ns: 0,
+            ns_per_tick: 1,
+        };
         let mut tracker = Tracker::new(host, ProcessTable::new(64, std::time::Duration::ZERO));
         // SAFETY: all-zero bytes are a valid ExitRecord.
         let mut rec: ExitRecord = unsafe { std::mem::zeroed() };

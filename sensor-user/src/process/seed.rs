@@ -3,7 +3,10 @@
 
 use std::{os::unix::ffi::OsStrExt, path::Path, time::Instant};
 
-use super::{identity::Host, table::{Proc, ProcessTable}};
+use super::{
+    identity::Host,
+    table::{Proc, ProcessTable},
+};
 
 /// What `/proc/<pid>/stat` says about identity.
 #[derive(Debug, PartialEq, Eq)]
@@ -19,7 +22,10 @@ pub fn parse_stat(line: &[u8]) -> Option<StatLine> {
     let rest = std::str::from_utf8(&line[close + 1..]).ok()?;
     let fields: Vec<&str> = rest.split_ascii_whitespace().collect();
     // After the name: state(3) ppid(4) ... starttime(22), so ppid is fields[1], start [19].
-    Some(StatLine { ppid: fields.get(1)?.parse().ok()?, start_ticks: fields.get(19)?.parse().ok()? })
+    Some(StatLine {
+        ppid: fields.get(1)?.parse().ok()?,
+        start_ticks: fields.get(19)?.parse().ok()?,
+    })
 }
 
 /// Fills `table` with every process in `proc_root`; returns how many were added.
@@ -30,11 +36,18 @@ pub fn seed(table: &mut ProcessTable, host: &Host, proc_root: &Path) -> usize {
     let now = Instant::now();
     let mut found = Vec::new();
     for entry in dir.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
             continue;
         };
         let base = entry.path();
-        let Some(stat) = std::fs::read(base.join("stat")).ok().and_then(|l| parse_stat(&l)) else {
+        let Some(stat) = std::fs::read(base.join("stat"))
+            .ok()
+            .and_then(|l| parse_stat(&l))
+        else {
             continue;
         };
         let read_link =
@@ -59,8 +72,10 @@ pub fn seed(table: &mut ProcessTable, host: &Host, proc_root: &Path) -> usize {
         };
         found.push((pid, proc));
     }
-    let parents: std::collections::HashMap<u32, String> =
-        found.iter().map(|(pid, p)| (*pid, p.entity_id.clone())).collect();
+    let parents: std::collections::HashMap<u32, String> = found
+        .iter()
+        .map(|(pid, p)| (*pid, p.entity_id.clone()))
+        .collect();
     let count = found.len();
     for (pid, mut proc) in found {
         proc.parent_entity_id = parents.get(&proc.ppid).cloned().unwrap_or_default();
@@ -80,7 +95,13 @@ mod tests {
 
         let stat = parse_stat(line).unwrap();
 
-        assert_eq!(stat, StatLine { ppid: 77, start_ticks: 98765 });
+        assert_eq!(
+            stat,
+            StatLine {
+                ppid: 77,
+                start_ticks: 98765
+            }
+        );
     }
 
     #[test]
@@ -94,6 +115,9 @@ mod tests {
         assert!(n > 1);
         assert!(!me.executable.is_empty());
         assert_eq!(me.ppid, std::os::unix::process::parent_id());
-        assert!(!me.parent_entity_id.is_empty(), "parent linked by entity id");
+        assert!(
+            !me.parent_entity_id.is_empty(),
+            "parent linked by entity id"
+        );
     }
 }

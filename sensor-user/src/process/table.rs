@@ -37,7 +37,13 @@ pub struct ProcessTable {
 impl ProcessTable {
     /// An empty table holding at most `max_entries`, keeping exited ones for `ttl`.
     pub fn new(max_entries: usize, ttl: Duration) -> Self {
-        Self { procs: HashMap::new(), exited: VecDeque::new(), max_entries, ttl, refused: 0 }
+        Self {
+            procs: HashMap::new(),
+            exited: VecDeque::new(),
+            max_entries,
+            ttl,
+            refused: 0,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -88,7 +94,11 @@ impl ProcessTable {
             }
             // The pid may have been reused by a newer process since; only drop the one that
             // exited.
-            if self.procs.get(pid).is_some_and(|p| p.exited && &p.entity_id == entity) {
+            if self
+                .procs
+                .get(pid)
+                .is_some_and(|p| p.exited && &p.entity_id == entity)
+            {
                 self.procs.remove(pid);
             }
             self.exited.pop_front();
@@ -101,7 +111,10 @@ mod tests {
     use super::*;
 
     fn proc(id: &str) -> Proc {
-        Proc { entity_id: id.into(), ..Proc::default() }
+        Proc {
+            entity_id: id.into(),
+            ..Proc::default()
+        }
     }
 
     #[test]

@@ -15,7 +15,11 @@ pub async fn open(target: &str) -> std::io::Result<Box<dyn AsyncWrite + Unpin + 
     if target == "-" {
         return Ok(Box::new(tokio::io::stdout()));
     }
-    let file = tokio::fs::OpenOptions::new().create(true).append(true).open(target).await?;
+    let file = tokio::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(target)
+        .await?;
     Ok(Box::new(file))
 }
 
