@@ -52,6 +52,12 @@ pub fn to_json(event: &Event) -> Value {
             let v = text(&exec.interpreter, "sensor.exec.interpreter", &mut escaped);
             e.insert("interpreter".into(), v);
         }
+        if !exec.script.is_empty() {
+            e.insert(
+                "script".into(),
+                text(&exec.script, "sensor.exec.script", &mut escaped),
+            );
+        }
         if exec.calling_tid != 0 {
             e.insert("calling_tid".into(), json!(exec.calling_tid));
         }

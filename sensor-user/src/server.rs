@@ -61,6 +61,10 @@ type EventStream = Pin<Box<dyn Stream<Item = Result<Event, tonic::Status>> + Sen
 impl Sensor for Service {
     type GetEventsStream = EventStream;
 
+    #[expect(
+        clippy::result_large_err,
+        reason = "the item type is fixed by tonic's stream API"
+    )]
     async fn get_events(
         &self,
         request: Request<GetEventsRequest>,

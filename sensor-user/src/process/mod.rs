@@ -157,6 +157,10 @@ impl Tracker {
                 process.truncated_fields.push(field.into());
             }
         }
+        let script = match &exec.interpreter {
+            Some(_) if !exec.cwd.truncated => absolute(&exec.cwd.bytes, &exec.filename),
+            _ => Vec::new(),
+        };
         event.exec = Some(ExecDetail {
             filename: exec.filename.clone(),
             interpreter: exec.interpreter.clone().unwrap_or_default(),
@@ -165,6 +169,7 @@ impl Tracker {
             } else {
                 0
             },
+            script,
         });
 
         let entry = Proc {
@@ -228,6 +233,28 @@ fn set_creds(process: &mut Process, rec: &ForkRecord) {
     process.session_id = audit_id(rec.creds.sessionid);
 }
 
+/// `path` made absolute against `cwd`, with `.` components and doubled slashes removed. `..`
+/// is kept: without the filesystem it cannot be resolved safely through symlinks.
+fn absolute(cwd: &[u8], path: &[u8]) -> Vec<u8> {
+    let joined = if path.starts_with(b"/") {
+        path.to_vec()
+    } else {
+        [cwd, b"/", path].concat()
+    };
+    let mut out = Vec::with_capacity(joined.len());
+    for part in joined
+        .split(|&b| b == b'/')
+        .filter(|p| !p.is_empty() && *p != b".")
+    {
+        out.push(b'/');
+        out.extend_from_slice(part);
+    }
+    if out.is_empty() {
+        out.push(b'/');
+    }
+    out
+}
+
 /// `u32::MAX` is the kernel's "unset" for audit ids.
 fn audit_id(v: u32) -> Option<u32> {
     (v != u32::MAX).then_some(v)
@@ -262,6 +289,16 @@ fn syscall_name(nr: u32) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn script_path_is_made_absolute() {
+        assert_eq!(
+            absolute(b"/tmp/case-03", b"./with-shebang.sh"),
+            b"/tmp/case-03/with-shebang.sh"
+        );
+        assert_eq!(absolute(b"/tmp", b"/usr//bin/./x"), b"/usr/bin/x");
+        assert_eq!(absolute(b"/", b"x"), b"/x");
+    }
 
     #[test]
     fn memfd_name_needs_tmpfs() {
