@@ -14,6 +14,9 @@ use crate::stats::Stats;
 /// The publishing side; owned by the reader.
 pub struct Bus {
     tx: broadcast::Sender<Arc<Event>>,
+    /// Output sinks (JSON lines), each on a ring of its own so that a small stream queue
+    /// cannot make a file output lose events.
+    sinks: Vec<broadcast::Sender<Arc<Event>>>,
     next_sequence: u64,
     stats: Arc<Stats>,
 }
@@ -43,6 +46,7 @@ impl Bus {
         (
             Self {
                 tx,
+                sinks: Vec::new(),
                 next_sequence: 1,
                 stats,
             },
@@ -50,13 +54,25 @@ impl Bus {
         )
     }
 
-    /// Gives `event` the next sequence number and sends it to every subscriber.
+    /// A receiver for an output sink, buffering up to `queue` events of its own.
+    pub fn add_sink(&mut self, queue: usize) -> broadcast::Receiver<Arc<Event>> {
+        let (tx, rx) = broadcast::channel(queue);
+        self.sinks.push(tx);
+        rx
+    }
+
+    /// Gives `event` the next sequence number and sends it to every sink and subscriber.
     pub fn publish(&mut self, mut event: Event) {
         event.sequence = self.next_sequence;
         self.next_sequence += 1;
         self.stats.events_total.fetch_add(1, Relaxed);
+        let event = Arc::new(event);
+        for sink in &self.sinks {
+            // An error only means the sink has ended.
+            let _ = sink.send(event.clone());
+        }
         // An error only means nobody is subscribed right now.
-        let _ = self.tx.send(Arc::new(event));
+        let _ = self.tx.send(event);
     }
 }
 

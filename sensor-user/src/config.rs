@@ -24,6 +24,8 @@ pub struct Config {
     pub ring_buffer_bytes: u32,
     /// Events queued per subscriber before the slowest starts losing its own events.
     pub subscriber_queue: usize,
+    /// Events queued for each output sink (JSON lines) before it starts losing events.
+    pub sink_queue: usize,
     /// Process table settings.
     pub process_table: ProcessTableConfig,
 }
@@ -48,6 +50,7 @@ impl Default for Config {
             args_max_bytes: 65536,
             ring_buffer_bytes: 16 * 1024 * 1024,
             subscriber_queue: 65536,
+            sink_queue: 262_144,
             process_table: ProcessTableConfig::default(),
         }
     }
@@ -121,8 +124,12 @@ impl Config {
                 "must be a power of two of at least 4096",
             );
         }
-        if self.subscriber_queue == 0 {
-            return bad("subscriber_queue", "must be at least 1");
+        const QUEUE: std::ops::RangeInclusive<usize> = 1..=1 << 24;
+        if !QUEUE.contains(&self.subscriber_queue) {
+            return bad("subscriber_queue", "must be between 1 and 16777216");
+        }
+        if !QUEUE.contains(&self.sink_queue) {
+            return bad("sink_queue", "must be between 1 and 16777216");
         }
         if self.process_table.max_entries < 64 {
             return bad("process_table.max_entries", "must be at least 64");

@@ -36,14 +36,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let _ = stats
         .hooks
         .set((loaded.attached.clone(), loaded.refused.clone()));
-    let (bus, subscribe) = Bus::new(config.subscriber_queue, stats.clone());
+    let (mut bus, subscribe) = Bus::new(config.subscriber_queue, stats.clone());
 
     let json_sink = match &config.json_out {
         Some(target) => {
             let out = sinks::json::open(target)
                 .await
                 .with_context(|| format!("failed to open JSON output {target}"))?;
-            let rx = subscribe.subscribe();
+            let rx = bus.add_sink(config.sink_queue);
             Some(tokio::spawn(sinks::json::run(
                 rx,
                 out,
