@@ -41,15 +41,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let json_sink = match &config.json_out {
         Some(target) => {
             let out = sinks::json::open(target)
-                .await
                 .with_context(|| format!("failed to open JSON output {target}"))?;
             let rx = bus.add_sink(config.sink_queue);
-            Some(tokio::spawn(sinks::json::run(
-                rx,
-                out,
-                stats.clone(),
-                host.name.clone(),
-            )))
+            let (stats, host_name) = (stats.clone(), host.name.clone());
+            Some(tokio::task::spawn_blocking(move || {
+                sinks::json::run(rx, out, stats, host_name)
+            }))
         }
         None => None,
     };

@@ -1,9 +1,14 @@
 //! Benchmarks: workloads run without and with the sensor (and auditd) in one run, printing
 //! ratios, since absolute times on shared machines are noise.
 
-use std::path::Path;
+use std::{
+    collections::HashSet,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
 
-use anyhow::Result;
+use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 
 #[derive(Subcommand)]
@@ -11,11 +16,367 @@ pub enum Which {
     /// Spawn rate of short processes: bare, with the sensor, with auditd recording execve.
     Exec {
         /// Processes spawned per measurement.
-        #[arg(long, default_value_t = 3000)]
+        #[arg(long, default_value_t = 2000)]
         count: u32,
+        /// Measurements per setting; the median rate is reported.
+        #[arg(long, default_value_t = 3)]
+        rounds: u32,
     },
 }
 
-pub fn run(_root: &Path, _bin: &Path, _which: Which) -> Result<()> {
-    anyhow::bail!("not yet")
+pub fn run(_root: &Path, bin: &Path, which: Which) -> Result<()> {
+    crate::require_root("load the sensor and configure auditd")?;
+    match which {
+        Which::Exec { count, rounds } => exec(bin, count, rounds),
+    }
+}
+
+/// What the workload runs under.
+#[derive(Clone, Copy, PartialEq)]
+enum Setting {
+    Bare,
+    Sensor,
+    Auditd,
+}
+
+impl Setting {
+    fn name(self) -> &'static str {
+        match self {
+            Setting::Bare => "bare",
+            Setting::Sensor => "sensor",
+            Setting::Auditd => "auditd",
+        }
+    }
+}
+
+fn exec(bin: &Path, count: u32, rounds: u32) -> Result<()> {
+    if count == 0 || rounds == 0 {
+        bail!("--count and --rounds must be at least 1");
+    }
+    let audit = Auditd::prepare()?;
+    let mut rates: Vec<(Setting, f64)> = Vec::new();
+    let mut sensor_seen = Tally::default();
+    let mut audit_seen = 0u64;
+    for round in 0..rounds {
+        // Rotate the order so drift over the run (caches, other load) spreads over all three.
+        let mut order = [Setting::Bare, Setting::Sensor, Setting::Auditd];
+        order.rotate_left(round as usize % 3);
+        for setting in order {
+            let tag = format!("bench{}-{}-{round}", std::process::id(), setting.name());
+            let rate = match setting {
+                Setting::Bare => spawn_loop(&tag, count)?,
+                Setting::Sensor => {
+                    let sensor = BenchSensor::start(bin)?;
+                    let rate = spawn_loop(&tag, count)?;
+                    sensor_seen.add(sensor.finish(&tag)?);
+                    rate
+                }
+                Setting::Auditd => {
+                    audit.add_rule()?;
+                    let rate = spawn_loop(&tag, count);
+                    audit.remove_rule()?;
+                    audit_seen += audit.records_of(&tag)?;
+                    rate?
+                }
+            };
+            eprintln!("round {round} {:>6}: {rate:>8.0} spawns/s", setting.name());
+            rates.push((setting, rate));
+        }
+    }
+    drop(audit);
+
+    let median = |s: Setting| {
+        let mut v: Vec<f64> = rates.iter().filter(|r| r.0 == s).map(|r| r.1).collect();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let bare = median(Setting::Bare);
+    let expected = u64::from(count) * u64::from(rounds);
+    println!("exec bench: {count} spawns x {rounds} rounds per setting (median rate)");
+    println!("  bare    {bare:>8.0} spawns/s");
+    for s in [Setting::Sensor, Setting::Auditd] {
+        let r = median(s);
+        println!("  {:<7} {r:>8.0} spawns/s  ratio {:.3}", s.name(), r / bare);
+    }
+    println!(
+        "  sensor events: exec {}/{expected}, exit {}/{expected}, lost records {}",
+        sensor_seen.execs, sensor_seen.exits, sensor_seen.lost
+    );
+    println!("  auditd EXECVE records: {audit_seen}/{expected}");
+    Ok(())
+}
+
+/// Spawns `count` processes one after another (`/usr/bin/true <tag>-<i>`); returns spawns/s.
+fn spawn_loop(tag: &str, count: u32) -> Result<f64> {
+    let start = Instant::now();
+    for i in 0..count {
+        let status = Command::new("/usr/bin/true")
+            .arg(format!("{tag}-{i}"))
+            .status()
+            .context("spawn /usr/bin/true")?;
+        if !status.success() {
+            bail!("/usr/bin/true failed: {status}");
+        }
+    }
+    Ok(f64::from(count) / start.elapsed().as_secs_f64())
+}
+
+/// Events of the workload the sensor delivered.
+#[derive(Default)]
+struct Tally {
+    execs: u64,
+    exits: u64,
+    lost: u64,
+}
+
+impl Tally {
+    fn add(&mut self, other: Tally) {
+        self.execs += other.execs;
+        self.exits += other.exits;
+        self.lost += other.lost;
+    }
+}
+
+/// The release sensor, run with its own socket and JSON file in a scratch directory.
+struct BenchSensor {
+    child: Child,
+    dir: PathBuf,
+    ctl: PathBuf,
+    socket: String,
+}
+
+impl BenchSensor {
+    fn start(bin: &Path) -> Result<Self> {
+        let dir = std::env::temp_dir().join(format!("sensor-bench-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        let config = dir.join("sensor.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "state_dir = {:?}\n",
+                dir.join("state").display().to_string()
+            ),
+        )?;
+        let socket = format!("unix:{}", dir.join("sensor.sock").display());
+        let child = Command::new(bin.join("sensor"))
+            .arg("--config")
+            .arg(&config)
+            .args(["--listen", &socket, "--json-out"])
+            .arg(dir.join("events.json"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("sensor.log"))?)
+            .spawn()
+            .context("start the sensor")?;
+        let mut sensor = Self {
+            child,
+            dir,
+            ctl: bin.join("sensorctl"),
+            socket,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = sensor.child.try_wait()? {
+                bail!("sensor exited with {status}: {}", sensor.log());
+            }
+            let ready = Command::new(&sensor.ctl)
+                .args(["--server", &sensor.socket, "status"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()?;
+            if ready.success() {
+                return Ok(sensor);
+            }
+            if Instant::now() > deadline {
+                bail!("sensor not ready after 60 s: {}", sensor.log());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("sensor.log")).unwrap_or_default()
+    }
+
+    /// Waits for a marker exec to be written, stops the sensor, counts the workload's events.
+    fn finish(mut self, tag: &str) -> Result<Tally> {
+        let marker = format!("{tag}-done");
+        Command::new("/usr/bin/true").arg(&marker).status()?;
+        let json = self.dir.join("events.json");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !std::fs::read_to_string(&json)
+            .unwrap_or_default()
+            .contains(&marker)
+        {
+            if Instant::now() > deadline {
+                bail!("the sensor did not report the marker within 60 s");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // SAFETY: kill has no memory preconditions; the pid is our live child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        self.child.wait()?;
+
+        let prefix = format!("{tag}-");
+        let mut tally = Tally::default();
+        let mut ours = HashSet::new();
+        let text = std::fs::read_to_string(&json)?;
+        let events: Vec<serde_json::Value> = text
+            .lines()
+            .map(serde_json::from_str)
+            .collect::<Result<_, _>>()
+            .context("sensor JSON output")?;
+        for e in &events {
+            let action = e["event"]["action"].as_str().unwrap_or("");
+            let arg = e["process"]["args"][1].as_str().unwrap_or("");
+            if action == "exec" && arg.starts_with(&prefix) && arg != marker {
+                tally.execs += 1;
+                ours.insert(e["process"]["entity_id"].clone());
+            }
+            if action == "lost" {
+                tally.lost += e["sensor"]["lost"]["count"].as_u64().unwrap_or(0);
+            }
+        }
+        tally.exits = events
+            .iter()
+            .filter(|e| e["event"]["action"] == "exit" && ours.contains(&e["process"]["entity_id"]))
+            .count() as u64;
+        Ok(tally)
+    }
+}
+
+impl Drop for BenchSensor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// auditd, installed from Debian packages and started when missing, with a bench rule that
+/// records execve and execveat as a CIS baseline does. What was started here is stopped again.
+struct Auditd {
+    started: bool,
+    backlog: Option<String>,
+}
+
+const AUDIT_KEY: &str = "sensor_bench_exec";
+
+impl Auditd {
+    fn prepare() -> Result<Self> {
+        if which("auditctl").is_none() {
+            eprintln!("installing auditd from Debian packages");
+            crate::status(
+                Command::new("apt-get")
+                    .args(["install", "-y", "-q", "auditd"])
+                    .env("DEBIAN_FRONTEND", "noninteractive"),
+            )?;
+        }
+        let status = output(Command::new("auditctl").arg("-s"))?;
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name)?.trim().parse::<u64>().ok())
+        };
+        let started = field("pid ").unwrap_or(0) == 0;
+        if started {
+            crate::status(&mut Command::new("auditd"))?;
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        let backlog = field("backlog_limit ").map(|b| b.to_string());
+        // Debian's default rules raise the backlog to 8192; the kernel default of 64 would make
+        // auditd look worse than it is configured in practice.
+        crate::status(Command::new("auditctl").args(["-b", "8192"]))?;
+        Ok(Self { started, backlog })
+    }
+
+    fn add_rule(&self) -> Result<()> {
+        crate::status(Command::new("auditctl").args([
+            "-a",
+            "always,exit",
+            "-F",
+            "arch=b64",
+            "-S",
+            "execve,execveat",
+            "-k",
+            AUDIT_KEY,
+        ]))
+    }
+
+    fn remove_rule(&self) -> Result<()> {
+        output(Command::new("auditctl").args([
+            "-d",
+            "always,exit",
+            "-F",
+            "arch=b64",
+            "-S",
+            "execve,execveat",
+            "-k",
+            AUDIT_KEY,
+        ]))
+        .map(drop)
+    }
+
+    /// EXECVE records in the audit log whose first argument carries `tag`.
+    fn records_of(&self, tag: &str) -> Result<u64> {
+        // auditd writes asynchronously; give it a moment to catch up.
+        std::thread::sleep(Duration::from_secs(1));
+        // auditd rotates its log by size, so the records may span several files.
+        let needle = format!("a1=\"{tag}-");
+        let mut n = 0;
+        for entry in std::fs::read_dir("/var/log/audit")? {
+            let path = entry?.path();
+            if path
+                .file_name()
+                .is_some_and(|f| f.to_string_lossy().starts_with("audit.log"))
+            {
+                let log = std::fs::read_to_string(&path).unwrap_or_default();
+                n += log
+                    .lines()
+                    .filter(|l| l.starts_with("type=EXECVE") && l.contains(&needle))
+                    .count() as u64;
+            }
+        }
+        Ok(n)
+    }
+}
+
+impl Drop for Auditd {
+    fn drop(&mut self) {
+        let _ = self.remove_rule();
+        if let Some(b) = &self.backlog {
+            let _ = Command::new("auditctl").args(["-b", b]).output();
+        }
+        if self.started {
+            // Stop the daemon this run started, as its service unit would.
+            let pid = std::fs::read_to_string("/var/run/auditd.pid").unwrap_or_default();
+            if let Ok(pid) = pid.trim().parse::<i32>() {
+                // SAFETY: kill has no memory preconditions.
+                unsafe { libc::kill(pid, libc::SIGTERM) };
+            }
+        }
+    }
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .chain(["/usr/sbin".into(), "/sbin".into()])
+        .map(|d| d.join(program))
+        .find(|p| p.exists())
+}
+
+fn output(cmd: &mut Command) -> Result<String> {
+    let shown = format!("{cmd:?}");
+    let out = cmd
+        .output()
+        .with_context(|| format!("failed to start {shown}"))?;
+    if !out.status.success() {
+        bail!(
+            "{shown} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
