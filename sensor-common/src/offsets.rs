@@ -57,9 +57,14 @@ pub struct KernelOffsets {
     pub bprm_interp: u32,
     pub bprm_file: u32,
     pub pt_regs_syscall_nr: u32,
+    /// Saved registers of syscall arguments 0, 1, 2 and 4, and of the return value.
+    pub pt_regs_arg0: u32,
+    pub pt_regs_arg1: u32,
+    pub pt_regs_arg2: u32,
+    pub pt_regs_arg4: u32,
+    pub pt_regs_ret: u32,
     /// Bit set of [`optional`] fields this kernel has; absent ones read as "unset".
     pub present: u32,
-    pub _pad: u32,
 }
 
 impl KernelOffsets {
@@ -78,6 +83,8 @@ pub mod optional {
     pub const TTY: u32 = 1 << 1;
     /// `pt_regs` syscall number, for naming the clone-family syscall.
     pub const SYSCALL_NR: u32 = 1 << 2;
+    /// `pt_regs` argument and return registers, for reporting failed execs.
+    pub const SYSCALL_ARGS: u32 = 1 << 3;
 }
 
 /// Values the collector decides at load time.
@@ -98,7 +105,7 @@ impl Settings {
     };
 }
 
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 48 * 4);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 52 * 4);
 const _: () = assert!(core::mem::size_of::<Settings>() == 8);
 
 #[cfg(feature = "user")]

@@ -28,6 +28,7 @@ pub mod kind {
     pub const FORK: u32 = 1;
     pub const EXEC: u32 = 2;
     pub const EXIT: u32 = 3;
+    pub const EXEC_FAILED: u32 = 4;
 }
 
 /// Common prefix of every record.
@@ -155,6 +156,62 @@ pub struct ExecRecord {
     pub tty: [u8; 32],
 }
 
+/// Bytes of attempted argv copied for a failed exec; more is cut and flagged.
+pub const FAILED_ARGS_BUF: usize = 32 * 1024;
+/// Largest single attempted argument read; a longer one is cut and flagged.
+pub const FAILED_ARG_READ: usize = 4096;
+/// Argument pointers read from a failed exec's argv; past it the count is a lower bound.
+pub const FAILED_ARGS_MAX: u32 = 1024;
+const _: () = assert!(
+    core::mem::size_of::<ExecFailedRecord>() + PATH_REGION + FAILED_ARGS_BUF + FAILED_ARG_READ
+        <= EXEC_SCRATCH / 2
+);
+
+/// Flags of an [`ExecFailedRecord`].
+pub mod exec_failed_flags {
+    /// The attempt was `execveat` (else `execve`).
+    pub const EXECVEAT: u32 = 1 << 0;
+    /// The attempted argv did not fit [`super::FAILED_ARGS_BUF`]; the copy is a prefix.
+    pub const ARGS_TRUNCATED: u32 = 1 << 1;
+    /// argv had more than [`super::FAILED_ARGS_MAX`] pointers; `argc` is a lower bound.
+    pub const ARGC_CAPPED: u32 = 1 << 2;
+    /// argv (or one of its strings) could not be read from the caller's memory.
+    pub const ARGS_UNREADABLE: u32 = 1 << 3;
+    /// The filename could not be read from the caller's memory.
+    pub const FILENAME_UNREADABLE: u32 = 1 << 4;
+    /// The filename filled its buffer and may be cut.
+    pub const FILENAME_TRUNCATED: u32 = 1 << 5;
+    /// The last copied argument filled its read and is a prefix (also sets `ARGS_TRUNCATED`).
+    pub const LAST_ARG_CUT: u32 = 1 << 6;
+}
+
+/// An exec that failed: the syscall returned an error and the caller's image is unchanged.
+///
+/// Variable data follows the fixed part: the filename as passed (`filename_len` bytes with its
+/// NUL), then the attempted argv (`args_len` bytes, NUL-separated), both read from the
+/// caller's memory at syscall exit.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ExecFailedRecord {
+    pub header: RecordHeader,
+    pub ids: TaskIds,
+    pub creds: Creds,
+    pub cgroup_id: u64,
+    /// The syscall's return value, a negative errno.
+    pub ret: i64,
+    /// `dirfd` of an `execveat`.
+    pub dirfd: i32,
+    /// `flags` of an `execveat`.
+    pub at_flags: u32,
+    /// Arguments counted in the attempted argv (see `ARGC_CAPPED`).
+    pub argc: u32,
+    pub args_len: u32,
+    pub filename_len: u32,
+    /// Bits of [`exec_failed_flags`].
+    pub flags: u32,
+    pub comm: [u8; 16],
+}
+
 /// A thread group ended: the last thread of the process passed `sched_process_exit`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
@@ -174,3 +231,4 @@ const _: () = assert!(core::mem::size_of::<Creds>() == 24);
 const _: () = assert!(core::mem::size_of::<ForkRecord>() == 144);
 const _: () = assert!(core::mem::size_of::<ExecRecord>() == 184);
 const _: () = assert!(core::mem::size_of::<ExitRecord>() == 72);
+const _: () = assert!(core::mem::size_of::<ExecFailedRecord>() == 128);

@@ -65,7 +65,11 @@ fn try_exec(ctx: &BtfTracePointContext) -> Option<()> {
 
     let file = read_ptr(bprm, off!(bprm_file));
     describe_file(rec, file);
-    let exe = write_path(file.unwrap_or(core::ptr::null()).wrapping_add(off!(file_f_path)), region(buf, at));
+    let exe = write_path(
+        file.unwrap_or(core::ptr::null())
+            .wrapping_add(off!(file_f_path)),
+        region(buf, at),
+    );
     rec.exe_len = exe.len as u32;
     if exe.truncated {
         rec.flags |= exec_flags::EXE_TRUNCATED;
@@ -200,7 +204,9 @@ fn tty_name(task: KPtr) -> [u8; 32] {
     if let Some(tty) = tty {
         let src = tty.wrapping_add(off!(tty_name));
         // SAFETY: `name` is 32 bytes on the stack; the helper never faults.
-        unsafe { bpf_probe_read_kernel_str(name.as_mut_ptr().cast(), name.len() as u32, src.cast()) };
+        unsafe {
+            bpf_probe_read_kernel_str(name.as_mut_ptr().cast(), name.len() as u32, src.cast())
+        };
     }
     name
 }

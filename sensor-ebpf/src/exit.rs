@@ -5,7 +5,9 @@
 //! `signal->live` instead of the tracepoint's `group_dead` argument keeps this working on
 //! kernels before 6.16, where that argument does not exist.
 
-use aya_ebpf::{helpers::bpf_ktime_get_boot_ns, macros::btf_tracepoint, programs::BtfTracePointContext};
+use aya_ebpf::{
+    helpers::bpf_ktime_get_boot_ns, macros::btf_tracepoint, programs::BtfTracePointContext,
+};
 use sensor_common::{kind, ExitRecord, RecordHeader};
 
 use crate::{

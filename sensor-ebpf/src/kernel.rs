@@ -64,7 +64,11 @@ pub fn task_ids(task: KPtr) -> TaskIds {
 /// Real credentials of `task`, with the audit login uid and session where the kernel has them.
 #[inline(always)]
 pub fn creds(task: KPtr) -> Creds {
-    let mut c = Creds { loginuid: u32::MAX, sessionid: u32::MAX, ..Creds::default() };
+    let mut c = Creds {
+        loginuid: u32::MAX,
+        sessionid: u32::MAX,
+        ..Creds::default()
+    };
     if let Some(cred) = read_ptr(task, off!(task_real_cred)) {
         c.uid = read(cred, off!(cred_uid)).unwrap_or(0);
         c.gid = read(cred, off!(cred_gid)).unwrap_or(0);

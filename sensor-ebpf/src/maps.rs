@@ -26,6 +26,11 @@ pub static SCRATCH: Array<[u8; EXEC_SCRATCH]> = Array::with_max_entries(1, 0);
 #[map]
 pub static PATH_LEN: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
+/// Length of the argument list being copied by a failed-exec hook, per CPU; in map memory for
+/// the same reason as [`PATH_LEN`].
+#[map]
+pub static COPY_LEN: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
 /// Field offsets of the running kernel, filled by the collector before load.
 #[unsafe(no_mangle)]
 pub static OFFSETS: KernelOffsets = KernelOffsets::ZERO;

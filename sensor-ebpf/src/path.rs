@@ -23,7 +23,10 @@ pub struct Written {
 /// `PATH_REGION` bytes.
 #[inline(always)]
 pub fn write_path(path: KPtr, dst: *mut u8) -> Written {
-    let mut out = Written { len: 0, truncated: true };
+    let mut out = Written {
+        len: 0,
+        truncated: true,
+    };
     let Some(len) = PATH_LEN.get_ptr_mut(0) else {
         return out;
     };

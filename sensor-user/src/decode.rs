@@ -3,14 +3,35 @@
 //! In: one record as the kernel wrote it. Out: a [`Record`] with paths rebuilt and argv split.
 //! Anything short or inconsistent is a [`DecodeError`], counted by the caller, never a panic.
 
-use sensor_common::{exec_flags, kind, ExecRecord, ExitRecord, ForkRecord, RecordHeader};
+use sensor_common::{
+    exec_failed_flags, exec_flags, kind, ExecFailedRecord, ExecRecord, ExitRecord, ForkRecord,
+    RecordHeader,
+};
 
 /// A decoded kernel record.
 #[derive(Debug, Clone)]
 pub enum Record {
     Fork(ForkRecord),
     Exec(Box<Exec>),
+    ExecFailed(Box<ExecFailed>),
     Exit(ExitRecord),
+}
+
+/// A failed exec with its variable data parsed.
+#[derive(Debug, Clone)]
+pub struct ExecFailed {
+    pub raw: ExecFailedRecord,
+    /// Filename as passed; empty when it could not be read.
+    pub filename: Vec<u8>,
+    /// Whole attempted arguments; a cut last one is left out.
+    pub args: Vec<Vec<u8>>,
+}
+
+impl ExecFailed {
+    /// Whether `bit` of [`exec_failed_flags`] is set.
+    pub fn flag(&self, bit: u32) -> bool {
+        self.raw.flags & bit != 0
+    }
 }
 
 /// An exec record with its variable data parsed.
@@ -54,6 +75,7 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
         kind::FORK => Ok(Record::Fork(fixed(bytes, header.kind)?)),
         kind::EXIT => Ok(Record::Exit(fixed(bytes, header.kind)?)),
         kind::EXEC => decode_exec(bytes).map(|e| Record::Exec(Box::new(e))),
+        kind::EXEC_FAILED => decode_exec_failed(bytes).map(|e| Record::ExecFailed(Box::new(e))),
         other => Err(DecodeError::UnknownKind(other)),
     }
 }
@@ -115,6 +137,28 @@ fn decode_exec(bytes: &[u8]) -> Result<Exec, DecodeError> {
         interpreter,
         args,
         args_truncated,
+    })
+}
+
+fn decode_exec_failed(bytes: &[u8]) -> Result<ExecFailed, DecodeError> {
+    let raw: ExecFailedRecord = fixed(bytes, kind::EXEC_FAILED)?;
+    let fixed_len = std::mem::size_of::<ExecFailedRecord>();
+    let need = fixed_len + raw.filename_len as usize + raw.args_len as usize;
+    let data = bytes.get(fixed_len..need).ok_or(DecodeError::Truncated {
+        kind: kind::EXEC_FAILED,
+        need,
+        got: bytes.len(),
+    })?;
+    let (filename, args) = data.split_at(raw.filename_len as usize);
+    // Every copied argument ends in a NUL, a cut one included; a cut one is not an argument.
+    let mut args = split_args(args, false);
+    if raw.flags & exec_failed_flags::LAST_ARG_CUT != 0 {
+        args.pop();
+    }
+    Ok(ExecFailed {
+        raw,
+        filename: c_string(filename),
+        args,
     })
 }
 

@@ -83,6 +83,10 @@ fn hook_name(record: &decode::Record) -> &'static str {
     match record {
         decode::Record::Fork(_) => "tp_btf/sched_process_fork",
         decode::Record::Exec(_) => "tp_btf/sched_process_exec",
+        decode::Record::ExecFailed(f) if f.flag(sensor_common::exec_failed_flags::EXECVEAT) => {
+            "tracepoint/syscalls/sys_exit_execveat"
+        }
+        decode::Record::ExecFailed(_) => "tracepoint/syscalls/sys_exit_execve",
         decode::Record::Exit(_) => "tp_btf/sched_process_exit",
     }
 }

@@ -61,6 +61,23 @@ pub fn to_json(event: &Event) -> Value {
         if exec.calling_tid != 0 {
             e.insert("calling_tid".into(), json!(exec.calling_tid));
         }
+        if let Some(a) = &exec.attempt {
+            let mut m = json!({
+                "error": a.error,
+                "errno": a.errno,
+                "syscall": a.syscall,
+                "args": list(&a.args, "sensor.exec.attempt.args", &mut escaped),
+                "args_count": a.args_count,
+                "args_truncated": a.args_truncated,
+                "args_count_capped": a.args_count_capped,
+                "args_unreadable": a.args_unreadable,
+            });
+            if a.syscall == "execveat" {
+                m["dirfd"] = json!(a.dirfd);
+                m["flags"] = json!(a.flags);
+            }
+            e.insert("attempt".into(), m);
+        }
         sensor.insert("exec".into(), Value::Object(e));
     }
     if let Some(fork) = &event.fork {

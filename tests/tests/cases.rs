@@ -494,6 +494,106 @@ cd / && rm -rf /tmp/case-07"#,
     }
 }
 
+/// Failed execs of case 07 (step 4) and its neighbours: another errno, `execveat` with a
+/// directory fd, and an argv that lives only in never-touched read-only pages.
+#[test]
+fn case_07_failed_exec_is_reported_with_the_attempted_argv() {
+    let Some(sensor) = Sensor::start("case07f") else {
+        return;
+    };
+
+    let (out, events) = trigger(
+        &sensor,
+        "case07f",
+        r#"
+rm -rf /tmp/case-07f && mkdir -p /tmp/case-07f && cd /tmp/case-07f
+printf 'not a program\n' > not-executable && chmod 0644 not-executable
+cat > at_exec.c <<'EOF'
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+int main(void) {
+    static char *const av[] = {"at-argv0", "", "last", (char *)0};
+    int dir = open("/tmp/case-07f", O_RDONLY | O_DIRECTORY);
+    printf("at_exec pid %d dirfd %d\n", getpid(), dir);
+    fflush(stdout);
+    syscall(SYS_execveat, dir, "missing-relative", av, (char *const *)0, 0);
+    execve("/tmp/case-07f/also-missing", av, (char *const *)0);
+    return 0;
+}
+EOF
+gcc -O2 -o at_exec at_exec.c
+./at_exec
+/usr/bin/python3 -c '
+import os
+print("python pid", os.getpid())
+try:
+    os.execv("/tmp/case-07/missing", ["x", "", "y"])
+except OSError as e:
+    print("exec failed:", e.strerror)
+try:
+    os.execv("/tmp/case-07f/not-executable", ["n", "-v"])
+except OSError as e:
+    print("exec failed:", e.strerror)'
+cd / && rm -rf /tmp/case-07f"#,
+    );
+
+    let failed = |filename: &str| {
+        events
+            .iter()
+            .find(|e| {
+                action(e) == "exec"
+                    && e["event"]["outcome"] == "failure"
+                    && e["sensor"]["exec"]["filename"] == filename
+            })
+            .unwrap_or_else(|| panic!("no failed exec of {filename}"))
+    };
+    let missing = failed("/tmp/case-07/missing");
+    let attempt = &missing["sensor"]["exec"]["attempt"];
+    assert_eq!(missing["process"]["pid"], printed(&out, "python pid"));
+    assert_eq!(
+        process_str(missing, "executable"),
+        "/usr/bin/python3.11",
+        "the caller, unchanged: {missing}"
+    );
+    assert_eq!(attempt["error"], "ENOENT");
+    assert_eq!(attempt["errno"], 2);
+    assert_eq!(attempt["syscall"], "execve");
+    assert_eq!(attempt["args"], serde_json::json!(["x", "", "y"]));
+    assert_eq!(attempt["args_count"], 3);
+    assert_eq!(exit_of(&events, missing)["process"]["exit_code"], 0);
+
+    let denied = failed("/tmp/case-07f/not-executable");
+    let attempt = &denied["sensor"]["exec"]["attempt"];
+    assert_eq!(attempt["error"], "EACCES");
+    assert_eq!(attempt["args"], serde_json::json!(["n", "-v"]));
+
+    let at = failed("missing-relative");
+    let attempt = &at["sensor"]["exec"]["attempt"];
+    assert_eq!(at["process"]["pid"], printed(&out, "at_exec pid"));
+    assert_eq!(attempt["syscall"], "execveat");
+    assert_eq!(attempt["dirfd"], printed(&out, "dirfd"));
+    assert_eq!(attempt["error"], "ENOENT");
+
+    let rodata = failed("/tmp/case-07f/also-missing");
+    let attempt = &rodata["sensor"]["exec"]["attempt"];
+    assert_eq!(attempt["syscall"], "execve");
+    assert_eq!(attempt["args_count"], 3);
+    assert_eq!(attempt["args"], serde_json::json!(["at-argv0", "", "last"]));
+    for e in events.iter().filter(|e| e["event"]["outcome"] == "failure") {
+        let attempt = &e["sensor"]["exec"]["attempt"];
+        if attempt["args_truncated"] == false && attempt["args_unreadable"] == false {
+            assert_eq!(
+                attempt["args_count"],
+                attempt["args"].as_array().map_or(0, Vec::len),
+                "count matches the array: {e}"
+            );
+        }
+    }
+}
+
 #[test]
 fn case_08_deep_paths_are_exact_or_keep_their_tail() {
     let Some(sensor) = Sensor::start("case08") else {

@@ -112,7 +112,26 @@ const FIELDS: &[Field] = fields! {
     bprm_interp = "linux_binprm"."interp";
     bprm_file = "linux_binprm"."file";
     pt_regs_syscall_nr = "pt_regs".SYSCALL_NR_FIELD, optional::SYSCALL_NR;
+    pt_regs_arg0 = "pt_regs".ARG_FIELDS[0], optional::SYSCALL_ARGS;
+    pt_regs_arg1 = "pt_regs".ARG_FIELDS[1], optional::SYSCALL_ARGS;
+    pt_regs_arg2 = "pt_regs".ARG_FIELDS[2], optional::SYSCALL_ARGS;
+    pt_regs_arg4 = "pt_regs".ARG_FIELDS[3], optional::SYSCALL_ARGS;
+    pt_regs_ret = "pt_regs".RET_FIELD, optional::SYSCALL_ARGS;
 };
+
+/// The saved registers of syscall arguments 0, 1, 2 and 4 (the x86-64 syscall ABI).
+#[cfg(target_arch = "x86_64")]
+const ARG_FIELDS: [&str; 4] = ["di", "si", "dx", "r8"];
+/// The saved register holding the syscall's return value.
+#[cfg(target_arch = "x86_64")]
+const RET_FIELD: &str = "ax";
+// TODO: aarch64 keeps arguments in the `regs` array (and the first in `orig_x0`), which a
+// member path cannot name; failed execs are not reported there until the resolver takes an
+// array index.
+#[cfg(target_arch = "aarch64")]
+const ARG_FIELDS: [&str; 4] = ["orig_x0", "unresolved", "unresolved", "unresolved"];
+#[cfg(target_arch = "aarch64")]
+const RET_FIELD: &str = "unresolved";
 
 /// The saved register holding the syscall number.
 #[cfg(target_arch = "x86_64")]

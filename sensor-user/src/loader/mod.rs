@@ -4,12 +4,13 @@
 //! list of hooks attached and refused, for the reader and the status API.
 
 pub mod btf;
+mod tracefs;
 
 use std::path::Path;
 
 use aya::{
     maps::{MapData, PerCpuArray, RingBuf},
-    programs::BtfTracePoint,
+    programs::{BtfTracePoint, TracePoint},
     Btf, Ebpf, EbpfLoader,
 };
 use sensor_common::offsets::Settings;
@@ -52,8 +53,21 @@ pub enum LoadError {
 pub struct Hook {
     pub program: &'static str,
     pub tracepoint: &'static str,
+    /// `None` for a BTF tracepoint (`tp_btf`), else the classic tracepoint's category.
+    pub category: Option<&'static str>,
     /// The sensor cannot run without it.
     pub required: bool,
+}
+
+impl Hook {
+    /// `<type>/<name>`, as status reports it: `tp_btf/sched_process_exec`,
+    /// `tracepoint/syscalls/sys_exit_execve`.
+    pub fn name(&self) -> String {
+        match self.category {
+            None => format!("tp_btf/{}", self.tracepoint),
+            Some(category) => format!("tracepoint/{category}/{}", self.tracepoint),
+        }
+    }
 }
 
 /// Every hook, in attach order. Fork first so no child escapes between attaches.
@@ -61,17 +75,33 @@ pub const HOOKS: &[Hook] = &[
     Hook {
         program: "sched_process_fork",
         tracepoint: "sched_process_fork",
+        category: None,
         required: true,
     },
     Hook {
         program: "sched_process_exec",
         tracepoint: "sched_process_exec",
+        category: None,
         required: true,
     },
     Hook {
         program: "sched_process_exit",
         tracepoint: "sched_process_exit",
+        category: None,
         required: true,
+    },
+    // Failed execs; without them the sensor still reports every exec that succeeds.
+    Hook {
+        program: "sys_exit_execve",
+        tracepoint: "sys_exit_execve",
+        category: Some("syscalls"),
+        required: false,
+    },
+    Hook {
+        program: "sys_exit_execveat",
+        tracepoint: "sys_exit_execveat",
+        category: Some("syscalls"),
+        required: false,
     },
 ];
 
@@ -81,9 +111,9 @@ pub struct Loaded {
     pub ebpf: Ebpf,
     pub events: RingBuf<MapData>,
     pub lost: PerCpuArray<MapData, u64>,
-    /// `tp_btf/<name>` for each attached hook.
+    /// [`Hook::name`] of each attached hook.
     pub attached: Vec<String>,
-    /// `tp_btf/<name>: <reason>` for each optional hook the kernel refused.
+    /// `<hook name>: <reason>` for each optional hook the kernel refused.
     pub refused: Vec<String>,
 }
 
@@ -121,18 +151,23 @@ pub fn load(config: &Config) -> Result<Loaded, LoadError> {
     }
 
     let btf = Btf::from_sys_fs()?;
+    // Classic tracepoints are found through tracefs, which a fresh host may not have mounted.
+    if let Err(e) = tracefs::ensure_mounted() {
+        tracing::warn!(error = format!("{e:#}"), "tracefs unavailable");
+    }
     let mut attached = Vec::new();
     let mut refused = Vec::new();
     for hook in HOOKS {
-        let name = format!("tp_btf/{}", hook.tracepoint);
+        let name = hook.name();
         match attach(&mut ebpf, hook, &btf) {
             Ok(()) => {
                 tracing::info!(hook = %name, "attached");
                 attached.push(name);
             }
             Err(e) if !hook.required => {
-                tracing::warn!(hook = %name, error = format!("{e:#}"), "hook unavailable");
-                refused.push(format!("{name}: {e}"));
+                let reason = error_chain(&e);
+                tracing::warn!(hook = %name, error = %reason, "hook unavailable");
+                refused.push(format!("{name}: {reason}"));
             }
             Err(e) => return Err(e),
         }
@@ -154,14 +189,34 @@ fn attach(ebpf: &mut Ebpf, hook: &Hook, btf: &Btf) -> Result<(), LoadError> {
         hook: hook.tracepoint,
         source,
     };
-    let program: &mut BtfTracePoint = ebpf
+    let program = ebpf
         .program_mut(hook.program)
-        .ok_or(LoadError::MissingProgram(hook.program))?
-        .try_into()
-        .map_err(fail)?;
-    program.load(hook.tracepoint, btf).map_err(fail)?;
-    program.attach().map_err(fail)?;
+        .ok_or(LoadError::MissingProgram(hook.program))?;
+    match hook.category {
+        None => {
+            let program: &mut BtfTracePoint = program.try_into().map_err(fail)?;
+            program.load(hook.tracepoint, btf).map_err(fail)?;
+            program.attach().map_err(fail)?;
+        }
+        Some(category) => {
+            let program: &mut TracePoint = program.try_into().map_err(fail)?;
+            program.load().map_err(fail)?;
+            program.attach(category, hook.tracepoint).map_err(fail)?;
+        }
+    }
     Ok(())
+}
+
+/// `error: cause: cause`, on one line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    out
 }
 
 fn take_map<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, LoadError>

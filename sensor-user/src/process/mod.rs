@@ -4,13 +4,14 @@
 //! links and, for exit, what the process was. Everything about the event itself comes from the
 //! kernel record; the table only names parents and fills in the image at exit.
 
+mod exec_failed;
 pub mod identity;
 pub mod seed;
 pub mod table;
 
 use std::time::Instant;
 
-use sensor_common::{fork_flags, ExecRecord, ExitRecord, ForkRecord, TaskIds};
+use sensor_common::{fork_flags, Creds, ExecRecord, ExitRecord, ForkRecord, TaskIds};
 use sensor_proto::v1::{Event, ExecDetail, FileFacts, ForkDetail, Parent, Process};
 
 use crate::decode::{Exec, Record};
@@ -38,6 +39,7 @@ impl Tracker {
         match record {
             Record::Fork(fork) => self.fork(fork, now),
             Record::Exec(exec) => self.exec(exec, now),
+            Record::ExecFailed(failed) => self.exec_failed(failed),
             Record::Exit(exit) => self.exit(exit, now),
         }
     }
@@ -80,7 +82,7 @@ impl Tracker {
         let thread = rec.flags & fork_flags::THREAD != 0;
         let mut process = self.identity(&rec.child);
         process.tid = rec.child.tid;
-        set_creds(&mut process, rec);
+        set_creds(&mut process, &rec.creds);
         process.cgroup_id = rec.cgroup_id;
         // The child runs its parent's image until it execs.
         let image = self.table.get(rec.parent.tgid).cloned();
@@ -120,12 +122,7 @@ impl Tracker {
         let mut event = self.base("exec", rec.header.boot_ns);
         event.outcome = "success".into();
         let mut process = self.identity(&rec.ids);
-        process.uid = rec.creds.uid;
-        process.gid = rec.creds.gid;
-        process.euid = rec.creds.euid;
-        process.egid = rec.creds.egid;
-        process.loginuid = audit_id(rec.creds.loginuid);
-        process.session_id = audit_id(rec.creds.sessionid);
+        set_creds(&mut process, &rec.creds);
         process.cgroup_id = rec.cgroup_id;
         process.tty = String::from_utf8_lossy(&comm(&rec.tty)).into_owned();
         process.name = comm(&rec.comm);
@@ -170,6 +167,7 @@ impl Tracker {
                 0
             },
             script,
+            attempt: None,
         });
 
         let entry = Proc {
@@ -224,13 +222,13 @@ fn fill_image(process: &mut Process, image: &Proc) {
     process.working_directory = image.cwd.clone();
 }
 
-fn set_creds(process: &mut Process, rec: &ForkRecord) {
-    process.uid = rec.creds.uid;
-    process.gid = rec.creds.gid;
-    process.euid = rec.creds.euid;
-    process.egid = rec.creds.egid;
-    process.loginuid = audit_id(rec.creds.loginuid);
-    process.session_id = audit_id(rec.creds.sessionid);
+fn set_creds(process: &mut Process, creds: &Creds) {
+    process.uid = creds.uid;
+    process.gid = creds.gid;
+    process.euid = creds.euid;
+    process.egid = creds.egid;
+    process.loginuid = audit_id(creds.loginuid);
+    process.session_id = audit_id(creds.sessionid);
 }
 
 /// `path` made absolute against `cwd`, with `.` components and doubled slashes removed. `..`
