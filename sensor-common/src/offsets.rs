@@ -25,6 +25,10 @@ pub struct KernelOffsets {
     pub task_sessionid: u32,
     pub task_exit_code: u32,
     pub task_vfork_done: u32,
+    pub task_files: u32,
+    pub files_fdt: u32,
+    pub fdtable_max_fds: u32,
+    pub fdtable_fd: u32,
     pub cred_uid: u32,
     pub cred_gid: u32,
     pub cred_euid: u32,
@@ -105,7 +109,7 @@ impl Settings {
     };
 }
 
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 52 * 4);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 56 * 4);
 const _: () = assert!(core::mem::size_of::<Settings>() == 8);
 
 #[cfg(feature = "user")]

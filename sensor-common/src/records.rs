@@ -163,7 +163,7 @@ pub const FAILED_ARG_READ: usize = 4096;
 /// Argument pointers read from a failed exec's argv; past it the count is a lower bound.
 pub const FAILED_ARGS_MAX: u32 = 1024;
 const _: () = assert!(
-    core::mem::size_of::<ExecFailedRecord>() + PATH_REGION + FAILED_ARGS_BUF + FAILED_ARG_READ
+    core::mem::size_of::<ExecFailedRecord>() + 2 * PATH_SPAN + FAILED_ARGS_BUF + FAILED_ARG_READ
         <= EXEC_SCRATCH / 2
 );
 
@@ -183,13 +183,17 @@ pub mod exec_failed_flags {
     pub const FILENAME_TRUNCATED: u32 = 1 << 5;
     /// The last copied argument filled its read and is a prefix (also sets `ARGS_TRUNCATED`).
     pub const LAST_ARG_CUT: u32 = 1 << 6;
+    /// The base directory path was cut; its tail is kept.
+    pub const BASE_TRUNCATED: u32 = 1 << 7;
 }
 
 /// An exec that failed: the syscall returned an error and the caller's image is unchanged.
 ///
 /// Variable data follows the fixed part: the filename as passed (`filename_len` bytes with its
-/// NUL), then the attempted argv (`args_len` bytes, NUL-separated), both read from the
-/// caller's memory at syscall exit.
+/// NUL, from the caller's memory), the directory a relative filename is taken against
+/// (`base_len` bytes, leaf first like every dentry path: the working directory, or the
+/// directory `dirfd` refers to; empty for an absolute filename), then the attempted argv
+/// (`args_len` bytes, NUL-separated, from the caller's memory).
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct ExecFailedRecord {
@@ -207,8 +211,10 @@ pub struct ExecFailedRecord {
     pub argc: u32,
     pub args_len: u32,
     pub filename_len: u32,
+    pub base_len: u32,
     /// Bits of [`exec_failed_flags`].
     pub flags: u32,
+    pub _pad: u32,
     pub comm: [u8; 16],
 }
 
@@ -231,4 +237,4 @@ const _: () = assert!(core::mem::size_of::<Creds>() == 24);
 const _: () = assert!(core::mem::size_of::<ForkRecord>() == 144);
 const _: () = assert!(core::mem::size_of::<ExecRecord>() == 184);
 const _: () = assert!(core::mem::size_of::<ExitRecord>() == 72);
-const _: () = assert!(core::mem::size_of::<ExecFailedRecord>() == 128);
+const _: () = assert!(core::mem::size_of::<ExecFailedRecord>() == 136);

@@ -5,8 +5,9 @@
 //! where `raw_syscalls/sys_exit` would run on every syscall of the host. They need tracefs,
 //! which the collector mounts when it is missing. An exec that failed returns before touching
 //! the caller's saved registers, so the arguments are read from them, and the filename and
-//! argv from the caller's memory, still its own. Syscall tracepoints date from 2.6.33;
-//! `bpf_task_pt_regs` from 5.15.
+//! argv from the caller's memory, still its own. A relative filename comes with the directory
+//! it was taken against, rebuilt from the kernel's objects (the working directory, or the file
+//! behind `dirfd`). Syscall tracepoints date from 2.6.33; `bpf_task_pt_regs` from 5.15.
 
 use aya_ebpf::{
     helpers::{
@@ -23,8 +24,9 @@ use sensor_common::{
 };
 
 use crate::{
-    kernel::{comm, creds, is_self, present, read, task_ids, KPtr},
+    kernel::{comm, creds, is_self, present, read, read_ptr, task_ids, KPtr},
     maps::{count_lost, off, output, COPY_LEN, SCRATCH},
+    path::write_path,
 };
 
 const HEADER: usize = core::mem::size_of::<ExecFailedRecord>();
@@ -111,9 +113,28 @@ fn try_exec_failed(execveat: bool) -> Option<()> {
         rec.flags |= flags::FILENAME_TRUNCATED;
     }
     rec.filename_len = filename_len as u32;
-    let at = HEADER + (filename_len & (PATH_SPAN - 1));
+    let mut at = HEADER + (filename_len & (PATH_SPAN - 1));
 
-    let args_len = copy_argv(rec, argv, buf.wrapping_add(at & (PATH_SPAN * 2 - 1)));
+    // SAFETY: `dst` is inside the scratch slot; the filename's first byte, or 0 if unread.
+    let relative = filename_len > 1 && unsafe { *dst } != b'/';
+    rec.base_len = 0;
+    if relative {
+        let base = if dirfd == AT_FDCWD {
+            read_ptr(task, off!(task_fs)).map(|fs| fs.wrapping_add(off!(fs_pwd)))
+        } else {
+            fd_file(task, dirfd).map(|file| file.wrapping_add(off!(file_f_path)))
+        };
+        if let Some(base) = base {
+            let written = write_path(base, buf.wrapping_add(at & (PATH_SPAN * 2 - 1)));
+            if written.truncated {
+                rec.flags |= flags::BASE_TRUNCATED;
+            }
+            rec.base_len = written.len as u32;
+            at += written.len & (PATH_SPAN - 1);
+        }
+    }
+
+    let args_len = copy_argv(rec, argv, buf.wrapping_add(at & (PATH_SPAN * 4 - 1)));
     let size = at + args_len;
     rec.header.size = size as u32;
     // SAFETY: `size` is below EXEC_SCRATCH (asserted in sensor-common); the mask restates that
@@ -121,6 +142,21 @@ fn try_exec_failed(execveat: bool) -> Option<()> {
     let data = unsafe { core::slice::from_raw_parts(buf, size & (EXEC_SCRATCH - 1)) };
     output(data);
     Some(())
+}
+
+/// The open file behind descriptor `fd` of `task`, if there is one.
+#[inline(always)]
+fn fd_file(task: KPtr, fd: i32) -> Option<KPtr> {
+    if fd < 0 {
+        return None;
+    }
+    let fdt = read_ptr(task, off!(task_files)).and_then(|f| read_ptr(f, off!(files_fdt)))?;
+    let max: u32 = read(fdt, off!(fdtable_max_fds))?;
+    if fd as u32 >= max {
+        return None;
+    }
+    let fds = read_ptr(fdt, off!(fdtable_fd))?;
+    read_ptr(fds, fd as usize * 8)
 }
 
 /// Copies the attempted argv (an array of user pointers ending in null) to `dst`, which has

@@ -23,6 +23,8 @@ pub struct ExecFailed {
     pub raw: ExecFailedRecord,
     /// Filename as passed; empty when it could not be read.
     pub filename: Vec<u8>,
+    /// For a relative filename, the directory it was taken against; empty bytes otherwise.
+    pub base: KernelPath,
     /// Whole attempted arguments; a cut last one is left out.
     pub args: Vec<Vec<u8>>,
 }
@@ -143,13 +145,23 @@ fn decode_exec(bytes: &[u8]) -> Result<Exec, DecodeError> {
 fn decode_exec_failed(bytes: &[u8]) -> Result<ExecFailed, DecodeError> {
     let raw: ExecFailedRecord = fixed(bytes, kind::EXEC_FAILED)?;
     let fixed_len = std::mem::size_of::<ExecFailedRecord>();
-    let need = fixed_len + raw.filename_len as usize + raw.args_len as usize;
+    let need = fixed_len
+        + [raw.filename_len, raw.base_len, raw.args_len]
+            .iter()
+            .map(|&l| l as usize)
+            .sum::<usize>();
     let data = bytes.get(fixed_len..need).ok_or(DecodeError::Truncated {
         kind: kind::EXEC_FAILED,
         need,
         got: bytes.len(),
     })?;
-    let (filename, args) = data.split_at(raw.filename_len as usize);
+    let (filename, rest) = data.split_at(raw.filename_len as usize);
+    let (base, args) = rest.split_at(raw.base_len as usize);
+    let base = if base.is_empty() {
+        KernelPath::default()
+    } else {
+        rebuild_path(base, raw.flags & exec_failed_flags::BASE_TRUNCATED != 0)
+    };
     // Every copied argument ends in a NUL, a cut one included; a cut one is not an argument.
     let mut args = split_args(args, false);
     if raw.flags & exec_failed_flags::LAST_ARG_CUT != 0 {
@@ -158,6 +170,7 @@ fn decode_exec_failed(bytes: &[u8]) -> Result<ExecFailed, DecodeError> {
     Ok(ExecFailed {
         raw,
         filename: c_string(filename),
+        base,
         args,
     })
 }

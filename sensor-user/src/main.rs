@@ -1,6 +1,6 @@
 //! `sensor`: the runtime-security sensor daemon.
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{io::IsTerminal, path::PathBuf, process::ExitCode};
 
 use clap::Parser;
 use sensor_user::config::Config;
@@ -28,6 +28,8 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only for a terminal; a log file or journal gets plain text.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 
     let config = match load_config(&args) {

@@ -77,6 +77,12 @@ pub fn to_json(event: &Event) -> Value {
                 m["flags"] = json!(a.flags);
             }
             e.insert("attempt".into(), m);
+            if !a.path.is_empty() {
+                out.insert(
+                    "file".into(),
+                    json!({"path": text(&a.path, "file.path", &mut escaped)}),
+                );
+            }
         }
         sensor.insert("exec".into(), Value::Object(e));
     }

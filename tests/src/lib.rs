@@ -190,9 +190,16 @@ fn wait_for_marker(path: &Path, marker: &str, log: &str) -> Vec<Value> {
     }
 }
 
+/// Every complete line of `path` as JSON. A last line without its newline is still being
+/// written (the sink flushes in blocks) and is left for the next read.
 fn read_lines(path: &Path) -> Vec<Value> {
     let text = std::fs::read(path).unwrap_or_default();
-    text.split(|&b| b == b'\n')
+    let complete = text
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |end| end + 1);
+    text[..complete]
+        .split(|&b| b == b'\n')
         .filter(|l| !l.is_empty())
         .map(|l| {
             serde_json::from_slice(l).unwrap_or_else(|e| {

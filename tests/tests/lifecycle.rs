@@ -186,3 +186,61 @@ fn hostile_arguments_are_carried_and_the_stream_survives() {
         "non-UTF-8 exec on the gRPC stream"
     );
 }
+
+#[test]
+fn a_full_ring_buffer_is_reported_as_loss_per_cpu_never_as_a_silent_gap() {
+    // The smallest ring buffer the config allows holds a handful of exec records, so a burst
+    // of parallel execs must overflow it.
+    let Some(sensor) = Sensor::start_with_config("ring_full", "ring_buffer_bytes = 4096\n") else {
+        return;
+    };
+    let tag = marker("ringfull");
+    let done = marker("ringfull-done");
+
+    bash(&format!(
+        r#"for i in $(seq 1 2000); do /usr/bin/true {tag}-$i & done; wait
+        sleep 1; /usr/bin/true {done}"#
+    ));
+    sensor.events_until_marker(&done);
+    // Loss counters are read on a timer; give it a few periods to publish them.
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let events = sensor.events();
+
+    let delivered = events
+        .iter()
+        .filter(|e| action(e) == "exec" && args(e).get(1).is_some_and(|a| a.starts_with(&tag)))
+        .count();
+    let lost: Vec<&serde_json::Value> = events.iter().filter(|e| action(e) == "lost").collect();
+    let reported: u64 = lost
+        .iter()
+        .map(|e| e["sensor"]["lost"]["count"].as_u64().expect("count"))
+        .sum();
+    assert!(
+        delivered < 2000,
+        "the burst did not overflow 4 KiB; the test proves nothing"
+    );
+    assert!(
+        !lost.is_empty(),
+        "{} of 2000 execs arrived and no loss was reported",
+        delivered
+    );
+    for e in &lost {
+        assert_eq!(e["sensor"]["lost"]["source"], "kernel", "{e}");
+        assert!(
+            e["sensor"]["lost"]["cpu"].is_u64(),
+            "loss names its CPU: {e}"
+        );
+    }
+    let status = sensor.status();
+    let per_cpu: u64 = status["kernel_lost_per_cpu"]
+        .as_array()
+        .expect("per-CPU counters")
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(status["kernel_lost_total"], per_cpu, "{status}");
+    assert!(
+        per_cpu >= reported && reported > 0,
+        "status ({per_cpu}) covers the lost events ({reported})"
+    );
+}

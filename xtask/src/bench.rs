@@ -19,7 +19,7 @@ pub enum Which {
         #[arg(long, default_value_t = 2000)]
         count: u32,
         /// Measurements per setting; the median rate is reported.
-        #[arg(long, default_value_t = 3)]
+        #[arg(long, default_value_t = 5)]
         rounds: u32,
     },
 }
@@ -54,7 +54,7 @@ fn exec(bin: &Path, count: u32, rounds: u32) -> Result<()> {
         bail!("--count and --rounds must be at least 1");
     }
     let audit = Auditd::prepare()?;
-    let mut rates: Vec<(Setting, f64)> = Vec::new();
+    let mut rates: Vec<(u32, Setting, f64)> = Vec::new();
     let mut sensor_seen = Tally::default();
     let mut audit_seen = 0u64;
     for round in 0..rounds {
@@ -80,30 +80,50 @@ fn exec(bin: &Path, count: u32, rounds: u32) -> Result<()> {
                 }
             };
             eprintln!("round {round} {:>6}: {rate:>8.0} spawns/s", setting.name());
-            rates.push((setting, rate));
+            rates.push((round, setting, rate));
         }
     }
     drop(audit);
 
-    let median = |s: Setting| {
-        let mut v: Vec<f64> = rates.iter().filter(|r| r.0 == s).map(|r| r.1).collect();
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
+    let rate = |round: u32, s: Setting| {
+        let found = rates.iter().find(|r| r.0 == round && r.1 == s);
+        found.map_or(f64::NAN, |r| r.2)
     };
-    let bare = median(Setting::Bare);
+    let bare = median((0..rounds).map(|r| rate(r, Setting::Bare)).collect());
     let expected = u64::from(count) * u64::from(rounds);
-    println!("exec bench: {count} spawns x {rounds} rounds per setting (median rate)");
-    println!("  bare    {bare:>8.0} spawns/s");
+    println!("exec bench: {count} spawns x {rounds} rounds per setting");
+    println!("  bare    {bare:>8.0} spawns/s (median)");
     for s in [Setting::Sensor, Setting::Auditd] {
-        let r = median(s);
-        println!("  {:<7} {r:>8.0} spawns/s  ratio {:.3}", s.name(), r / bare);
+        let r = median((0..rounds).map(|r| rate(r, s)).collect());
+        // Each round's ratio pairs measurements taken seconds apart, so slow drift of the
+        // machine cancels out; the median of those is the figure to quote.
+        let paired = median(
+            (0..rounds)
+                .map(|r| rate(r, s) / rate(r, Setting::Bare))
+                .collect(),
+        );
+        println!(
+            "  {:<7} {r:>8.0} spawns/s (median)  ratio {:.3} (median of per-round ratios {paired:.3})",
+            s.name(),
+            r / bare
+        );
     }
     println!(
         "  sensor events: exec {}/{expected}, exit {}/{expected}, lost records {}",
         sensor_seen.execs, sensor_seen.exits, sensor_seen.lost
     );
+    println!(
+        "  sensor CPU after start-up: {:.2} s user+system, {:.0} us per process spawned",
+        sensor_seen.cpu_secs,
+        sensor_seen.cpu_secs * 1e6 / expected as f64
+    );
     println!("  auditd EXECVE records: {audit_seen}/{expected}");
     Ok(())
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
 }
 
 /// Spawns `count` processes one after another (`/usr/bin/true <tag>-<i>`); returns spawns/s.
@@ -127,6 +147,8 @@ struct Tally {
     execs: u64,
     exits: u64,
     lost: u64,
+    /// CPU time the sensor used, user and system.
+    cpu_secs: f64,
 }
 
 impl Tally {
@@ -134,7 +156,26 @@ impl Tally {
         self.execs += other.execs;
         self.exits += other.exits;
         self.lost += other.lost;
+        self.cpu_secs += other.cpu_secs;
     }
+}
+
+/// User plus system CPU seconds of process `pid`, from `/proc/<pid>/stat`.
+fn cpu_secs(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Ok((ticks(11) + ticks(12)) / hz)
 }
 
 /// The release sensor, run with its own socket and JSON file in a scratch directory.
@@ -143,6 +184,8 @@ struct BenchSensor {
     dir: PathBuf,
     ctl: PathBuf,
     socket: String,
+    /// CPU time spent starting (BTF, verifier, /proc seeding), left out of the figures.
+    cpu_at_ready: f64,
 }
 
 impl BenchSensor {
@@ -173,6 +216,7 @@ impl BenchSensor {
             dir,
             ctl: bin.join("sensorctl"),
             socket,
+            cpu_at_ready: 0.0,
         };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
@@ -185,6 +229,7 @@ impl BenchSensor {
                 .stderr(Stdio::null())
                 .status()?;
             if ready.success() {
+                sensor.cpu_at_ready = cpu_secs(sensor.child.id())?;
                 return Ok(sensor);
             }
             if Instant::now() > deadline {
@@ -213,12 +258,16 @@ impl BenchSensor {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+        let cpu = cpu_secs(self.child.id())? - self.cpu_at_ready;
         // SAFETY: kill has no memory preconditions; the pid is our live child.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         self.child.wait()?;
 
         let prefix = format!("{tag}-");
-        let mut tally = Tally::default();
+        let mut tally = Tally {
+            cpu_secs: cpu,
+            ..Tally::default()
+        };
         let mut ours = HashSet::new();
         let text = std::fs::read_to_string(&json)?;
         let events: Vec<serde_json::Value> = text

@@ -6,7 +6,7 @@
 use sensor_common::exec_failed_flags as flags;
 use sensor_proto::v1::{Event, ExecAttempt, ExecDetail};
 
-use super::{comm, fill_image, set_creds, Tracker};
+use super::{absolute, comm, fill_image, set_creds, Tracker};
 use crate::decode::ExecFailed;
 
 impl Tracker {
@@ -26,6 +26,13 @@ impl Tracker {
             process.name = comm(&rec.comm);
         }
         let errno = i32::try_from(-rec.ret).unwrap_or(0);
+        let path = if failed.filename.starts_with(b"/") {
+            absolute(b"/", &failed.filename)
+        } else if !failed.base.bytes.is_empty() && !failed.base.truncated {
+            absolute(&failed.base.bytes, &failed.filename)
+        } else {
+            Vec::new()
+        };
         let execveat = failed.flag(flags::EXECVEAT);
         event.exec = Some(ExecDetail {
             filename: failed.filename.clone(),
@@ -40,6 +47,7 @@ impl Tracker {
                 args_unreadable: failed.flag(flags::ARGS_UNREADABLE),
                 dirfd: rec.dirfd,
                 flags: rec.at_flags,
+                path,
             }),
             ..ExecDetail::default()
         });
@@ -102,7 +110,7 @@ mod tests {
             boot_wall_ns: 0,
             ns_per_tick: 1,
         };
-        let tracker = Tracker::new(host, ProcessTable::new(64, std::time::Duration::ZERO));
+        let mut tracker = Tracker::new(host, ProcessTable::new(64, std::time::Duration::ZERO));
         // SAFETY: all-zero bytes are a valid ExecFailedRecord.
         let mut raw: ExecFailedRecord = unsafe { std::mem::zeroed() };
         raw.header.kind = kind::EXEC_FAILED;
@@ -111,7 +119,11 @@ mod tests {
         raw.dirfd = -100;
         let failed = ExecFailed {
             raw,
-            filename: b"/tmp/missing".to_vec(),
+            filename: b"./missing".to_vec(),
+            base: crate::decode::KernelPath {
+                bytes: b"/tmp".to_vec(),
+                truncated: false,
+            },
             args: vec![b"x".to_vec(), vec![], b"y".to_vec()],
         };
 
@@ -122,10 +134,14 @@ mod tests {
             ("exec", "failure")
         );
         let exec = event.exec.expect("exec detail");
-        assert_eq!(exec.filename, b"/tmp/missing");
+        assert_eq!(exec.filename, b"./missing");
         let attempt = exec.attempt.expect("attempt");
         assert_eq!((attempt.error.as_str(), attempt.errno), ("ENOENT", 2));
         assert_eq!(attempt.syscall, "execve");
+        assert_eq!(
+            attempt.path, b"/tmp/missing",
+            "relative name taken against its base"
+        );
         assert_eq!(attempt.args.len() as u32, attempt.args_count);
     }
 }
