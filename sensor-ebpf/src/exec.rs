@@ -13,6 +13,7 @@ use aya_ebpf::{
     macros::btf_tracepoint,
     programs::BtfTracePointContext,
 };
+use aya_log_ebpf::debug;
 use sensor_common::{
     exec_flags, kind, offsets::optional, ExecRecord, ARGS_BUF, EXEC_SCRATCH, PATH_BUF, PATH_SPAN,
 };
@@ -110,12 +111,18 @@ fn try_exec(ctx: &BtfTracePointContext) -> Option<()> {
     }
 
     let args = copy_args(rec, task, region(buf, at));
+    if rec.flags & exec_flags::NO_ARGS != 0 {
+        debug!(
+            ctx,
+            "exec of pid {}: no argument area to read", rec.ids.tgid
+        );
+    }
     at += args;
     rec.header.size = at as u32;
     // SAFETY: `at` is below EXEC_SCRATCH (asserted in sensor-common); the mask restates that
     // for the verifier, which otherwise rejects the length as unbounded.
     let data = unsafe { core::slice::from_raw_parts(buf, at & (EXEC_SCRATCH - 1)) };
-    output(data);
+    output(ctx, data);
     Some(())
 }
 

@@ -35,18 +35,18 @@ const HEADER: usize = core::mem::size_of::<ExecFailedRecord>();
 const AT_FDCWD: i32 = -100;
 
 #[tracepoint]
-pub fn sys_exit_execve(_ctx: TracePointContext) -> u32 {
-    let _ = try_exec_failed(false);
+pub fn sys_exit_execve(ctx: TracePointContext) -> u32 {
+    let _ = try_exec_failed(&ctx, false);
     0
 }
 
 #[tracepoint]
-pub fn sys_exit_execveat(_ctx: TracePointContext) -> u32 {
-    let _ = try_exec_failed(true);
+pub fn sys_exit_execveat(ctx: TracePointContext) -> u32 {
+    let _ = try_exec_failed(&ctx, true);
     0
 }
 
-fn try_exec_failed(execveat: bool) -> Option<()> {
+fn try_exec_failed(ctx: &TracePointContext, execveat: bool) -> Option<()> {
     if !present(optional::SYSCALL_ARGS) {
         return None;
     }
@@ -140,7 +140,7 @@ fn try_exec_failed(execveat: bool) -> Option<()> {
     // SAFETY: `size` is below EXEC_SCRATCH (asserted in sensor-common); the mask restates that
     // for the verifier, which otherwise rejects the length as unbounded.
     let data = unsafe { core::slice::from_raw_parts(buf, size & (EXEC_SCRATCH - 1)) };
-    output(data);
+    output(ctx, data);
     Some(())
 }
 

@@ -51,6 +51,6 @@ fn try_exit(ctx: &BtfTracePointContext) -> Option<()> {
             core::mem::size_of::<ExitRecord>(),
         )
     };
-    output(bytes);
+    output(ctx, bytes);
     Some(())
 }

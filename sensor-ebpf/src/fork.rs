@@ -71,7 +71,7 @@ fn try_fork(ctx: &BtfTracePointContext) -> Option<()> {
             core::mem::size_of::<ForkRecord>(),
         )
     };
-    output(bytes);
+    output(ctx, bytes);
     Some(())
 }
 

@@ -3,7 +3,9 @@
 use aya_ebpf::{
     macros::map,
     maps::{Array, PerCpuArray, RingBuf},
+    EbpfContext,
 };
+use aya_log_ebpf::debug;
 use sensor_common::{offsets::Settings, KernelOffsets, EXEC_SCRATCH};
 
 /// Every record goes here; the collector sizes it at load (`ring_buffer_bytes`).
@@ -56,11 +58,17 @@ pub fn settings() -> Settings {
     unsafe { core::ptr::read_volatile(&SETTINGS) }
 }
 
-/// Copies `data` into the ring buffer, counting a refusal in [`LOST`].
+/// Copies `data` into the ring buffer, counting a refusal in [`LOST`] and saying so in the
+/// debug log (aya-log; the check costs one branch when debug logging is off).
 #[inline(always)]
-pub fn output(data: &[u8]) {
+pub fn output<C: EbpfContext>(ctx: &C, data: &[u8]) {
     if EVENTS.output::<[u8]>(data, 0).is_err() {
         count_lost();
+        debug!(
+            ctx,
+            "ring buffer full: record of {} bytes dropped",
+            data.len()
+        );
     }
 }
 

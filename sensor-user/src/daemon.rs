@@ -60,10 +60,19 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let mut server = tokio::spawn(server::serve(service, listen, shutdown.clone()));
 
     let loader::Loaded {
-        ebpf, events, lost, ..
+        ebpf,
+        events,
+        lost,
+        backlog,
+        ..
     } = loaded;
     let tracker = Tracker::new(host, table);
-    let reader = reader::run(events, lost, tracker, bus, stats, shutdown.clone());
+    let ring = reader::Ring {
+        events,
+        lost,
+        backlog,
+    };
+    let reader = reader::run(ring, tracker, bus, stats, shutdown.clone());
     let result = tokio::select! {
         r = reader => r.context("ring buffer reader failed"),
         r = &mut server => {

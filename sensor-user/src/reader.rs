@@ -20,15 +20,30 @@ const TICK: Duration = Duration::from_millis(250);
 /// ring buffer holds far more than arrives in this time.
 const BATCH_WAIT: Duration = Duration::from_millis(10);
 
+/// The kernel side's outputs, as the loader hands them over.
+pub struct Ring {
+    pub events: RingBuf<MapData>,
+    pub lost: PerCpuArray<MapData, u64>,
+    /// Records already taken off the ring buffer (by the start-up check), handled first.
+    pub backlog: Vec<Vec<u8>>,
+}
+
 /// Runs until `shutdown`; returns an error only if the ring buffer cannot be polled.
 pub async fn run(
-    events: RingBuf<MapData>,
-    lost: PerCpuArray<MapData, u64>,
+    ring: Ring,
     mut tracker: Tracker,
     mut bus: Bus,
     stats: Arc<Stats>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    let Ring {
+        events,
+        lost,
+        backlog,
+    } = ring;
+    for item in &backlog {
+        handle(item, &mut tracker, &mut bus, &stats);
+    }
     // SAFETY: the ring buffer owns its map fd for as long as it lives, and it lives inside the
     // AsyncFd, so the registered fd stays open and unchanged.
     let mut ring = unsafe { AsyncFd::register(events) }?;

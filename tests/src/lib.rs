@@ -19,6 +19,25 @@ pub fn bin_dir() -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release"))
 }
 
+/// Whether this process may load eBPF programs (is root). Outside CI a test that cannot skips
+/// with the reason; in CI (`CI` set) it fails instead.
+pub fn can_load(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    skip_or_fail(test, "not root");
+    false
+}
+
+fn skip_or_fail(test: &str, reason: &str) {
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "kernel test {test} cannot run in CI: {reason}"
+    );
+    eprintln!("skipped {test}: {reason}");
+}
+
 /// A running sensor, stopped (SIGTERM) when dropped.
 pub struct Sensor {
     child: Child,
@@ -36,19 +55,11 @@ impl Sensor {
     /// Starts the sensor with extra TOML configuration.
     pub fn start_with_config(test: &str, toml: &str) -> Option<Self> {
         let bin = bin_dir().join("sensor");
-        // SAFETY: geteuid has no preconditions.
-        let root = unsafe { libc::geteuid() } == 0;
-        if !root || !bin.exists() {
-            let reason = if root {
-                format!("{} is not built", bin.display())
-            } else {
-                "not root".into()
-            };
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "kernel test {test} cannot run in CI: {reason}"
-            );
-            eprintln!("skipped {test}: {reason}");
+        if !bin.exists() {
+            skip_or_fail(test, &format!("{} is not built", bin.display()));
+            return None;
+        }
+        if !can_load(test) {
             return None;
         }
         let dir = std::env::temp_dir().join(format!("sensor-test-{test}-{}", std::process::id()));

@@ -5,6 +5,7 @@
 
 pub mod btf;
 mod tracefs;
+pub mod verify;
 
 use std::path::Path;
 
@@ -13,7 +14,7 @@ use aya::{
     programs::{BtfTracePoint, TracePoint},
     Btf, Ebpf, EbpfLoader,
 };
-use sensor_common::offsets::Settings;
+use sensor_common::{offsets::Settings, KernelOffsets};
 
 use crate::config::Config;
 
@@ -41,6 +42,8 @@ pub enum LoadError {
         #[source]
         source: aya::programs::ProgramError,
     },
+    #[error("failed to verify what the programs read")]
+    Verify(#[from] verify::VerifyError),
     #[error("map `{name}` has an unexpected type")]
     Map {
         name: &'static str,
@@ -115,12 +118,26 @@ pub struct Loaded {
     pub attached: Vec<String>,
     /// `<hook name>: <reason>` for each optional hook the kernel refused.
     pub refused: Vec<String>,
+    /// Records of other processes read during the start-up check, for the reader to handle
+    /// first.
+    pub backlog: Vec<Vec<u8>>,
 }
 
-/// Loads the programs with offsets for the running kernel and attaches every hook.
+/// Loads the programs with offsets for the running kernel, attaches every hook and checks what
+/// they read against a known process.
 pub fn load(config: &Config) -> Result<Loaded, LoadError> {
-    raise_memlock();
     let offsets = btf::resolve(Path::new(btf::VMLINUX_BTF))?;
+    load_with(config, offsets, &verify::CheckProcess::own_version()?)
+}
+
+/// [`load`] with the given offsets and check process; tests use it to show that a wrong offset
+/// is caught.
+pub fn load_with(
+    config: &Config,
+    offsets: KernelOffsets,
+    check: &verify::CheckProcess,
+) -> Result<Loaded, LoadError> {
+    raise_memlock();
     let settings = Settings {
         self_tgid: if config.exclude_self {
             std::process::id()
@@ -130,7 +147,8 @@ pub fn load(config: &Config) -> Result<Loaded, LoadError> {
         args_max: config.args_max_bytes,
     };
     let cpus = aya::util::nr_cpus().map_err(|(path, e)| LoadError::Cpus(path, e))?;
-    let log_level: u8 = if tracing::enabled!(target: "sensor_ebpf", tracing::Level::DEBUG) {
+    // The programs' log records carry targets under `sensor` (the eBPF binary's name).
+    let log_level: u8 = if tracing::enabled!(target: "sensor", tracing::Level::DEBUG) {
         aya_log::Level::Debug as u8
     } else {
         0
@@ -173,14 +191,16 @@ pub fn load(config: &Config) -> Result<Loaded, LoadError> {
         }
     }
 
-    let events = take_map(&mut ebpf, "EVENTS")?;
+    let mut events = take_map(&mut ebpf, "EVENTS")?;
     let lost = take_map(&mut ebpf, "LOST")?;
+    let backlog = verify::verify(&mut events, &lost, check)?;
     Ok(Loaded {
         ebpf,
         events,
         lost,
         attached,
         refused,
+        backlog,
     })
 }
 
