@@ -112,10 +112,7 @@ fn try_exec(ctx: &BtfTracePointContext) -> Option<()> {
 
     let args = copy_args(rec, task, region(buf, at));
     if rec.flags & exec_flags::NO_ARGS != 0 {
-        debug!(
-            ctx,
-            "exec of pid {}: no argument area to read", rec.ids.tgid
-        );
+        debug!(ctx, "exec without an argument area to read");
     }
     at += args;
     rec.header.size = at as u32;

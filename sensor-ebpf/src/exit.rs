@@ -11,7 +11,7 @@ use aya_ebpf::{
 use sensor_common::{kind, ExitRecord, RecordHeader};
 
 use crate::{
-    kernel::{comm, is_self, read, read_ptr, task_ids, KPtr},
+    kernel::{comm, get, is_self, read, read_ptr, task_ids, KPtr},
     maps::{off, output},
 };
 
@@ -40,7 +40,7 @@ fn try_exit(ctx: &BtfTracePointContext) -> Option<()> {
             boot_ns: unsafe { bpf_ktime_get_boot_ns() },
         },
         ids,
-        exit_code: read(task, off!(task_exit_code)).unwrap_or(0),
+        exit_code: get(task, off!(task_exit_code)),
         _pad: 0,
         comm: comm(task),
     };

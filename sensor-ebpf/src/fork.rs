@@ -16,7 +16,7 @@ use aya_ebpf::{
 use sensor_common::{fork_flags, kind, offsets::optional, ForkRecord, RecordHeader};
 
 use crate::{
-    kernel::{comm, creds, is_self, present, read, read_ptr, task_ids, KPtr},
+    kernel::{comm, creds, get, get_ptr, is_self, present, task_ids, KPtr},
     maps::{off, output},
 };
 
@@ -39,11 +39,11 @@ fn try_fork(ctx: &BtfTracePointContext) -> Option<()> {
     if child_ids.tid != child_ids.tgid {
         flags |= fork_flags::THREAD;
     }
-    let child_mm = read_ptr(child, off!(task_mm));
-    if child_mm.is_some() && child_mm == read_ptr(parent, off!(task_mm)) {
+    let child_mm = get_ptr(child, off!(task_mm));
+    if !child_mm.is_null() && child_mm == get_ptr(parent, off!(task_mm)) {
         flags |= fork_flags::SHARED_VM;
     }
-    if read_ptr(child, off!(task_vfork_done)).is_some() {
+    if !get_ptr(child, off!(task_vfork_done)).is_null() {
         flags |= fork_flags::VFORK;
     }
 
@@ -56,7 +56,7 @@ fn try_fork(ctx: &BtfTracePointContext) -> Option<()> {
         },
         parent: parent_ids,
         child: child_ids,
-        child_task_start: read(child, off!(task_start_boottime)).unwrap_or(0),
+        child_task_start: get(child, off!(task_start_boottime)),
         // SAFETY: plain helper call; the child starts in its parent's cgroup.
         cgroup_id: unsafe { bpf_get_current_cgroup_id() },
         creds: creds(child),
@@ -83,5 +83,5 @@ fn syscall_nr() -> u32 {
     }
     // SAFETY: plain helper calls; bpf_task_pt_regs returns the current task's saved registers.
     let regs = unsafe { bpf_task_pt_regs(bpf_get_current_task_btf().cast()) } as KPtr;
-    read::<u64>(regs, off!(pt_regs_syscall_nr)).map_or(u32::MAX, |nr| nr as u32)
+    get::<u64>(regs, off!(pt_regs_syscall_nr)) as u32
 }

@@ -1,6 +1,6 @@
 //! Reads of kernel memory through the load-time offsets: task identity, credentials, names.
 
-use aya_ebpf::helpers::bpf_probe_read_kernel;
+use aya_ebpf::helpers::{bpf_probe_read_kernel, generated};
 use sensor_common::{offsets::optional, Creds, TaskIds};
 
 use crate::maps::{off, settings, OFFSETS};
@@ -16,6 +16,33 @@ pub fn read<T: Copy>(base: KPtr, offset: usize) -> Option<T> {
     }
     // SAFETY: bpf_probe_read_kernel checks the address and fails instead of faulting.
     unsafe { bpf_probe_read_kernel(base.wrapping_add(offset) as *const T).ok() }
+}
+
+/// Reads a `T` at `base + offset`, all zeros when the address cannot be read.
+///
+/// No branch on the outcome: the helper zeroes the destination itself on failure. Kernels
+/// before about 6.3 keep a stack slot holding a known zero apart from one holding an unknown
+/// value when pruning, so a `match` on every read doubles the states to verify; the fork
+/// program built that way exceeds 6.1's budget of 1M instructions.
+#[inline(always)]
+pub fn get<T: Copy>(base: KPtr, offset: usize) -> T {
+    let mut value = core::mem::MaybeUninit::<T>::uninit();
+    // SAFETY: the helper writes `size_of::<T>()` bytes to `value`, the read bytes or zeros, and
+    // never faults; any bit pattern is a valid `T` for the plain integer types used here.
+    unsafe {
+        generated::bpf_probe_read_kernel(
+            value.as_mut_ptr().cast(),
+            core::mem::size_of::<T>() as u32,
+            base.wrapping_add(offset).cast(),
+        );
+        value.assume_init()
+    }
+}
+
+/// Reads a pointer field with [`get`]; null when unreadable.
+#[inline(always)]
+pub fn get_ptr(base: KPtr, offset: usize) -> KPtr {
+    get::<u64>(base, offset) as KPtr
 }
 
 /// Reads a pointer field; a null pointer is `None`.
@@ -35,49 +62,47 @@ pub fn is_self(tgid: u32) -> bool {
 /// Thread-group id of `task`.
 #[inline(always)]
 pub fn tgid(task: KPtr) -> u32 {
-    read(task, off!(task_tgid)).unwrap_or(0)
+    get(task, off!(task_tgid))
 }
 
 /// Boot-time start of the group leader of `task`, the time half of its identity.
 #[inline(always)]
 fn leader_start(task: KPtr) -> u64 {
-    let leader = read_ptr(task, off!(task_group_leader)).unwrap_or(task);
-    read(leader, off!(task_start_boottime)).unwrap_or(0)
+    get(
+        get_ptr(task, off!(task_group_leader)),
+        off!(task_start_boottime),
+    )
 }
 
-/// Identity of `task` and of its real parent.
+/// Identity of `task` and of its real parent (zeros where unreadable).
 #[inline(always)]
 pub fn task_ids(task: KPtr) -> TaskIds {
-    let mut ids = TaskIds {
-        tid: read(task, off!(task_pid)).unwrap_or(0),
+    let parent = get_ptr(task, off!(task_real_parent));
+    TaskIds {
+        tid: get(task, off!(task_pid)),
         tgid: tgid(task),
+        ppid: tgid(parent),
+        _pad: 0,
         start_boottime: leader_start(task),
-        ..TaskIds::default()
-    };
-    if let Some(parent) = read_ptr(task, off!(task_real_parent)) {
-        ids.ppid = tgid(parent);
-        ids.parent_start_boottime = leader_start(parent);
+        parent_start_boottime: leader_start(parent),
     }
-    ids
 }
 
 /// Real credentials of `task`, with the audit login uid and session where the kernel has them.
 #[inline(always)]
 pub fn creds(task: KPtr) -> Creds {
+    let cred = get_ptr(task, off!(task_real_cred));
     let mut c = Creds {
+        uid: get(cred, off!(cred_uid)),
+        gid: get(cred, off!(cred_gid)),
+        euid: get(cred, off!(cred_euid)),
+        egid: get(cred, off!(cred_egid)),
         loginuid: u32::MAX,
         sessionid: u32::MAX,
-        ..Creds::default()
     };
-    if let Some(cred) = read_ptr(task, off!(task_real_cred)) {
-        c.uid = read(cred, off!(cred_uid)).unwrap_or(0);
-        c.gid = read(cred, off!(cred_gid)).unwrap_or(0);
-        c.euid = read(cred, off!(cred_euid)).unwrap_or(0);
-        c.egid = read(cred, off!(cred_egid)).unwrap_or(0);
-    }
     if present(optional::AUDIT_IDS) {
-        c.loginuid = read(task, off!(task_loginuid)).unwrap_or(u32::MAX);
-        c.sessionid = read(task, off!(task_sessionid)).unwrap_or(u32::MAX);
+        c.loginuid = get(task, off!(task_loginuid));
+        c.sessionid = get(task, off!(task_sessionid));
     }
     c
 }
@@ -85,7 +110,7 @@ pub fn creds(task: KPtr) -> Creds {
 /// `task->comm`.
 #[inline(always)]
 pub fn comm(task: KPtr) -> [u8; 16] {
-    read(task, off!(task_comm)).unwrap_or([0; 16])
+    get(task, off!(task_comm))
 }
 
 /// Whether the running kernel has the optional fields of `bit`.

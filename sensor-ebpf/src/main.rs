@@ -13,6 +13,7 @@ mod fork;
 mod kernel;
 mod maps;
 mod path;
+mod probe;
 
 #[cfg(not(test))]
 #[panic_handler]

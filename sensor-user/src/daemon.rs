@@ -33,9 +33,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tracing::debug!(processes = seeded, "process table seeded from /proc");
 
     let stats = Arc::new(Stats::default());
-    let _ = stats
-        .hooks
-        .set((loaded.attached.clone(), loaded.refused.clone()));
+    let _ = stats.hooks.set(crate::stats::Hooks {
+        attached: loaded.attached.clone(),
+        refused: loaded.refused.clone(),
+        program_types: loaded.program_types.clone(),
+        program_types_refused: loaded.program_types_refused.clone(),
+    });
     let (mut bus, subscribe) = Bus::new(config.subscriber_queue, stats.clone());
 
     let json_sink = match &config.json_out {

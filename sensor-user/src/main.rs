@@ -18,6 +18,10 @@ struct Args {
     /// Write JSON lines: `-` for stdout, or a file to append to (overrides `json_out`).
     #[arg(long = "json-out")]
     json_out: Option<String>,
+    /// Print which hook types beyond tracepoints this kernel loads (kprobe, fentry, lsm,
+    /// raw_tp), one per line with the reason where refused, and exit.
+    #[arg(long)]
+    probe_program_types: bool,
 }
 
 fn main() -> ExitCode {
@@ -32,6 +36,9 @@ fn main() -> ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
 
+    if args.probe_program_types {
+        return probe_program_types();
+    }
     let config = match load_config(&args) {
         Ok(config) => config,
         Err(e) => {
@@ -53,6 +60,24 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("sensor: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn probe_program_types() -> ExitCode {
+    match sensor_user::loader::probe_program_types() {
+        Ok(probed) => {
+            for p in probed {
+                match p.refused {
+                    None => println!("{}: loads", p.kind),
+                    Some(reason) => println!("{}: refused ({reason})", p.kind),
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("sensor: {:#}", anyhow::Error::from(e));
             ExitCode::FAILURE
         }
     }

@@ -109,12 +109,14 @@ pub fn status(stats: &Stats) -> Status {
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .clone();
-    let (attached, refused) = stats.hooks.get().cloned().unwrap_or_default();
+    let hooks = stats.hooks.get().cloned().unwrap_or_default();
     Status {
         version: env!("CARGO_PKG_VERSION").into(),
         kernel_release: kernel_release(),
-        hooks_attached: attached,
-        hooks_refused: refused,
+        hooks_attached: hooks.attached,
+        hooks_refused: hooks.refused,
+        program_types: hooks.program_types,
+        program_types_refused: hooks.program_types_refused,
         events_total: stats.events_total.load(Relaxed),
         kernel_lost_total: kernel_lost.iter().sum(),
         kernel_lost_per_cpu: kernel_lost,

@@ -21,8 +21,17 @@ pub struct Stats {
     pub kernel_lost: Mutex<Vec<u64>>,
     /// Records received per hook name.
     pub records: Mutex<BTreeMap<String, u64>>,
-    /// Hooks attached and refused, set once at start.
-    pub hooks: OnceLock<(Vec<String>, Vec<String>)>,
+    /// Hooks and hook types, set once at start.
+    pub hooks: OnceLock<Hooks>,
+}
+
+/// What the loader attached and learnt about the kernel, for the status API.
+#[derive(Debug, Clone, Default)]
+pub struct Hooks {
+    pub attached: Vec<String>,
+    pub refused: Vec<String>,
+    pub program_types: Vec<String>,
+    pub program_types_refused: Vec<String>,
 }
 
 impl Default for Stats {

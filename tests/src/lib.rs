@@ -12,6 +12,11 @@ use std::{
 
 use serde_json::Value;
 
+/// How long a test waits for the sensor to be ready or for a marker to arrive. Generous: a
+/// guest kernel under emulation (`cargo xtask vmtest`) verifies and runs everything many times
+/// slower than the host, and only a failing test waits this long.
+pub const WAIT: Duration = Duration::from_secs(240);
+
 /// Directory of the release binaries (`cargo xtask test` builds them first).
 pub fn bin_dir() -> PathBuf {
     std::env::var_os("SENSOR_BIN_DIR")
@@ -94,7 +99,7 @@ impl Sensor {
     }
 
     fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + WAIT;
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("sensor exited early with {status}: {}", self.log());
@@ -104,7 +109,7 @@ impl Sensor {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        panic!("sensor not ready after 60 s: {}", self.log());
+        panic!("sensor not ready after {WAIT:?}: {}", self.log());
     }
 
     /// Runs `sensorctl --server <this sensor> <args>`.
@@ -183,7 +188,7 @@ impl Drop for Subscriber {
 }
 
 fn wait_for_marker(path: &Path, marker: &str, log: &str) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + WAIT;
     loop {
         let events = read_lines(path);
         if events

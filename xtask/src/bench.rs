@@ -321,7 +321,7 @@ impl Auditd {
                     .env("DEBIAN_FRONTEND", "noninteractive"),
             )?;
         }
-        let status = output(Command::new("auditctl").arg("-s"))?;
+        let status = crate::output(Command::new("auditctl").arg("-s"))?;
         let field = |name: &str| {
             status
                 .lines()
@@ -353,7 +353,7 @@ impl Auditd {
     }
 
     fn remove_rule(&self) -> Result<()> {
-        output(Command::new("auditctl").args([
+        crate::output(Command::new("auditctl").args([
             "-d",
             "always,exit",
             "-F",
@@ -414,18 +414,4 @@ fn which(program: &str) -> Option<PathBuf> {
         .chain(["/usr/sbin".into(), "/sbin".into()])
         .map(|d| d.join(program))
         .find(|p| p.exists())
-}
-
-fn output(cmd: &mut Command) -> Result<String> {
-    let shown = format!("{cmd:?}");
-    let out = cmd
-        .output()
-        .with_context(|| format!("failed to start {shown}"))?;
-    if !out.status.success() {
-        bail!(
-            "{shown} failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }

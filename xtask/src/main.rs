@@ -5,6 +5,7 @@
 
 mod bench;
 mod setup;
+mod vmtest;
 
 use std::{path::PathBuf, process::Command};
 
@@ -34,6 +35,14 @@ enum Cmd {
         /// Only run tests whose name contains this.
         filter: Option<String>,
     },
+    /// Run the kernel tests inside qemu guests booted with other kernels (default: Debian 12's
+    /// current 6.1), installing qemu, virtme-ng and the kernels on first use.
+    Vmtest {
+        /// Debian kernel package to boot, e.g. `linux-image-6.1.0-47-amd64-unsigned`
+        /// (repeatable).
+        #[arg(long = "kernel")]
+        kernels: Vec<String>,
+    },
     /// Benchmarks that print ratios measured side by side.
     Bench {
         #[command(subcommand)]
@@ -49,6 +58,7 @@ fn main() -> Result<()> {
         Cmd::Build => build(&root).map(drop),
         Cmd::Run { args } => run(&root, &args),
         Cmd::Test { filter } => test(&root, filter.as_deref()),
+        Cmd::Vmtest { kernels } => vmtest::run(&root, kernels),
         Cmd::Bench { which } => {
             let bin = build(&root)?;
             bench::run(&root, &bin, which)
@@ -147,4 +157,19 @@ fn require_root(what: &str) -> Result<()> {
         bail!("root is needed to {what} (eBPF programs); run as root");
     }
     Ok(())
+}
+
+/// Runs `cmd` and returns its stdout; a failure carries its stderr.
+pub(crate) fn output(cmd: &mut Command) -> Result<String> {
+    let shown = format!("{cmd:?}");
+    let out = cmd
+        .output()
+        .with_context(|| format!("failed to start {shown}"))?;
+    if !out.status.success() {
+        bail!(
+            "{shown} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }

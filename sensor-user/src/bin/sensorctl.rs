@@ -114,6 +114,8 @@ fn status_json(s: &sensor_proto::v1::Status) -> serde_json::Value {
         "ready": s.ready,
         "hooks_attached": s.hooks_attached,
         "hooks_refused": s.hooks_refused,
+        "program_types": s.program_types,
+        "program_types_refused": s.program_types_refused,
         "events_total": s.events_total,
         "kernel_lost_total": s.kernel_lost_total,
         "kernel_lost_per_cpu": s.kernel_lost_per_cpu,

@@ -4,6 +4,7 @@
 //! list of hooks attached and refused, for the reader and the status API.
 
 pub mod btf;
+pub mod probe;
 mod tracefs;
 pub mod verify;
 
@@ -118,6 +119,10 @@ pub struct Loaded {
     pub attached: Vec<String>,
     /// `<hook name>: <reason>` for each optional hook the kernel refused.
     pub refused: Vec<String>,
+    /// Hook types beyond tracepoints that this kernel loads and attaches, and those it
+    /// refused (`<type>: <reason>`).
+    pub program_types: Vec<String>,
+    pub program_types_refused: Vec<String>,
     /// Records of other processes read during the start-up check, for the reader to handle
     /// first.
     pub backlog: Vec<Vec<u8>>,
@@ -191,6 +196,9 @@ pub fn load_with(
         }
     }
 
+    let (program_types, program_types_refused) =
+        split_probed(probe::program_types(&mut ebpf, &btf));
+
     let mut events = take_map(&mut ebpf, "EVENTS")?;
     let lost = take_map(&mut ebpf, "LOST")?;
     let backlog = verify::verify(&mut events, &lost, check)?;
@@ -200,6 +208,8 @@ pub fn load_with(
         lost,
         attached,
         refused,
+        program_types,
+        program_types_refused,
         backlog,
     })
 }
@@ -228,7 +238,7 @@ fn attach(ebpf: &mut Ebpf, hook: &Hook, btf: &Btf) -> Result<(), LoadError> {
 }
 
 /// `error: cause: cause`, on one line.
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut source = e.source();
     while let Some(cause) = source {
@@ -237,6 +247,28 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     out
+}
+
+/// Probes the hook types of the running kernel without attaching the sensor's hooks.
+pub fn probe_program_types() -> Result<Vec<probe::Probed>, LoadError> {
+    raise_memlock();
+    let mut ebpf = EbpfLoader::new()
+        .map_max_entries("EVENTS", 4096)
+        .load(OBJECT)?;
+    let btf = Btf::from_sys_fs()?;
+    Ok(probe::program_types(&mut ebpf, &btf))
+}
+
+fn split_probed(probed: Vec<probe::Probed>) -> (Vec<String>, Vec<String>) {
+    let mut loaded = Vec::new();
+    let mut refused = Vec::new();
+    for p in probed {
+        match p.refused {
+            None => loaded.push(p.kind.to_string()),
+            Some(reason) => refused.push(format!("{}: {reason}", p.kind)),
+        }
+    }
+    (loaded, refused)
 }
 
 fn take_map<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, LoadError>

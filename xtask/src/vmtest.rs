@@ -1,0 +1,270 @@
+//! `cargo xtask vmtest`: the kernel tests, built once here, run inside qemu guests booted with
+//! other kernels (Debian's 6.1 by default), with this host's filesystem shared copy-on-write.
+//!
+//! Everything it needs is installed on first use and cached under `target/vmtest/`: qemu and
+//! friends from Debian packages, virtme-ng from PyPI in a virtualenv, each kernel package
+//! fetched with `apt-get download` and unpacked with `dpkg -x`.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    time::Instant,
+};
+
+use anyhow::{bail, Context, Result};
+
+/// virtme-ng release the runs were verified with.
+const VIRTME_NG: &str = "virtme-ng==1.42";
+
+/// Marks the guest script's report lines in the console output.
+const TAG: &str = "VMTEST";
+
+/// Runs the kernel tests on each kernel package (default: Debian 12's current 6.1 kernel).
+pub fn run(root: &Path, kernels: Vec<String>) -> Result<()> {
+    crate::require_root("boot guests and load eBPF programs in them")?;
+    let cache = root.join("target/vmtest");
+    std::fs::create_dir_all(&cache)?;
+    ensure_host_packages()?;
+    let vng = ensure_virtme_ng(&cache)?;
+    let kernels = if kernels.is_empty() {
+        vec![default_kernel()?]
+    } else {
+        kernels
+    };
+
+    crate::build(root)?;
+    let tests = test_binaries(root)?;
+    let mut failed = Vec::new();
+    for package in &kernels {
+        let vmlinuz = ensure_kernel(&cache, package)?;
+        let started = Instant::now();
+        let report = boot(root, &cache, &vng, &vmlinuz, &tests)
+            .with_context(|| format!("failed to run the tests on {package}"))?;
+        println!(
+            "{package}: release {}, {:.0} s in the guest",
+            report.release,
+            started.elapsed().as_secs_f64()
+        );
+        println!("  program types that load: {}", report.program_types);
+        for (name, summary, ok) in &report.results {
+            println!("  {} {name}: {summary}", if *ok { "ok  " } else { "FAIL" });
+        }
+        if report.results.len() != tests.len() || report.results.iter().any(|r| !r.2) {
+            failed.push(package.clone());
+        }
+    }
+    if !failed.is_empty() {
+        bail!("kernel tests failed on {}", failed.join(", "));
+    }
+    Ok(())
+}
+
+/// qemu, a static busybox for the guest's init, kmod and udev, as virtme-ng needs them.
+fn ensure_host_packages() -> Result<()> {
+    let have = |p: &str| Path::new(p).exists();
+    if have("/usr/bin/qemu-system-x86_64") && have("/bin/busybox") && have("/sbin/udevadm") {
+        return Ok(());
+    }
+    eprintln!("installing qemu-system-x86, busybox-static, kmod and udev");
+    let install = || {
+        Command::new("apt-get")
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .args(["install", "-y", "-q", "--no-install-recommends"])
+            .args(["qemu-system-x86", "busybox-static", "kmod", "udev"])
+            .status()
+    };
+    if install()?.success() {
+        return Ok(());
+    }
+    // A fresh image may have stale package lists.
+    crate::status(Command::new("apt-get").args(["update", "-q"]))?;
+    if !install()?.success() {
+        bail!("apt-get could not install qemu-system-x86, busybox-static, kmod and udev");
+    }
+    Ok(())
+}
+
+/// virtme-ng in a project-local virtualenv; returns the path of `vng`.
+fn ensure_virtme_ng(cache: &Path) -> Result<PathBuf> {
+    let venv = cache.join("venv");
+    let vng = venv.join("bin/vng");
+    if vng.exists() {
+        return Ok(vng);
+    }
+    eprintln!("installing {VIRTME_NG} into {}", venv.display());
+    crate::status(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
+    crate::status(
+        Command::new(venv.join("bin/pip"))
+            .args(["install", "-q", VIRTME_NG])
+            .env_remove("PIP_REQUIRE_VIRTUALENV"),
+    )?;
+    Ok(vng)
+}
+
+/// Debian 12's current 6.1 kernel package, as the `linux-image-amd64` metapackage names it.
+fn default_kernel() -> Result<String> {
+    let out = crate::output(Command::new("apt-cache").args(["depends", "linux-image-amd64"]))?;
+    let image = out
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("Depends: "))
+        .find(|d| d.starts_with("linux-image-6.1") && d.ends_with("-amd64"))
+        .context("`apt-cache depends linux-image-amd64` names no 6.1 kernel")?;
+    // The unsigned build carries the same kernel without the Secure Boot signature.
+    Ok(format!("{image}-unsigned"))
+}
+
+/// Downloads and unpacks `package` once; returns its vmlinuz.
+fn ensure_kernel(cache: &Path, package: &str) -> Result<PathBuf> {
+    let dir = cache.join("kernels").join(package);
+    if let Some(vmlinuz) = find_vmlinuz(&dir) {
+        return Ok(vmlinuz);
+    }
+    eprintln!("fetching {package}");
+    let debs = cache.join("debs");
+    std::fs::create_dir_all(&debs)?;
+    crate::status(
+        Command::new("apt-get")
+            .current_dir(&debs)
+            .args(["download", "-q", package]),
+    )?;
+    let deb = std::fs::read_dir(&debs)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(&format!("{package}_")))
+        })
+        .with_context(|| format!("apt-get download left no {package}_*.deb"))?;
+    crate::status(Command::new("dpkg").arg("-x").arg(&deb).arg(&dir))?;
+    find_vmlinuz(&dir).with_context(|| format!("{package} holds no boot/vmlinuz-*"))
+}
+
+fn find_vmlinuz(dir: &Path) -> Option<PathBuf> {
+    std::fs::read_dir(dir.join("boot"))
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))
+        })
+}
+
+/// Every test executable of the workspace, built in release mode.
+fn test_binaries(root: &Path) -> Result<Vec<PathBuf>> {
+    let out = crate::output(Command::new("cargo").current_dir(root).args([
+        "test",
+        "--release",
+        "--workspace",
+        "--no-run",
+        "--message-format=json",
+    ]))?;
+    let mut tests = Vec::new();
+    for line in out.lines() {
+        let Ok(message) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let is_test =
+            message["reason"] == "compiler-artifact" && message["profile"]["test"] == true;
+        // xtask's own tests need no kernel; everything else runs in the guest too.
+        let name = message["target"]["name"].as_str().unwrap_or("");
+        if let (true, Some(exe)) = (is_test && name != "xtask", message["executable"].as_str()) {
+            tests.push(PathBuf::from(exe));
+        }
+    }
+    if tests.is_empty() {
+        bail!("cargo built no test executables");
+    }
+    Ok(tests)
+}
+
+/// What one guest reported.
+struct Report {
+    release: String,
+    program_types: String,
+    /// Test binary, its summary line, and whether it passed.
+    results: Vec<(String, String, bool)>,
+}
+
+/// Boots `vmlinuz` with the host's filesystem and runs every test binary in it.
+fn boot(
+    root: &Path,
+    cache: &Path,
+    vng: &Path,
+    vmlinuz: &Path,
+    tests: &[PathBuf],
+) -> Result<Report> {
+    let bin = root.join("target/release");
+    let mut script = format!(
+        "#!/bin/sh\ncd {root}\nexport CI=true SENSOR_BIN_DIR={bin}\n\
+         echo \"{TAG} release $(uname -r)\"\n\
+         echo \"{TAG} types $({sensor} --probe-program-types 2>&1)\"\n",
+        root = root.display(),
+        bin = bin.display(),
+        sensor = bin.join("sensor").display(),
+    );
+    for test in tests {
+        let name = test_name(test);
+        script.push_str(&format!(
+            "{exe} --test-threads=2 > /tmp/{name}.log 2>&1; rc=$?\n\
+             cat /tmp/{name}.log\n\
+             echo \"{TAG} result {name} $rc $(grep '^test result' /tmp/{name}.log | tail -n 1)\"\n",
+            exe = test.display(),
+        ));
+    }
+    let script_path = cache.join("guest.sh");
+    std::fs::write(&script_path, script)?;
+    crate::status(Command::new("chmod").arg("+x").arg(&script_path))?;
+
+    let venv_bin = vng.parent().context("vng has a directory")?;
+    let path = std::env::join_paths(std::iter::once(venv_bin.to_path_buf()).chain(
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
+    ))?;
+    // /dev/kvm here cannot run an ordinary guest kernel, so the guest runs under emulation.
+    let out = Command::new(vng)
+        .env("PATH", path)
+        .args(["--disable-kvm", "--cpus", "2", "--memory", "2G", "--run"])
+        .arg(vmlinuz)
+        .arg("--exec")
+        .arg(&script_path)
+        .output()
+        .context("failed to start vng")?;
+    let console = String::from_utf8_lossy(&out.stdout).replace('\r', "");
+    std::fs::write(cache.join("last-console.log"), console.as_bytes())?;
+
+    let mut report = Report {
+        release: String::new(),
+        program_types: String::new(),
+        results: Vec::new(),
+    };
+    for line in console.lines() {
+        let Some(rest) = line.strip_prefix(TAG).map(str::trim) else {
+            continue;
+        };
+        if let Some(release) = rest.strip_prefix("release ") {
+            report.release = release.to_string();
+        } else if let Some(types) = rest.strip_prefix("types ") {
+            report.program_types = types.to_string();
+        } else if let Some(result) = rest.strip_prefix("result ") {
+            let mut parts = result.splitn(3, ' ');
+            let name = parts.next().unwrap_or("").to_string();
+            let ok = parts.next() == Some("0");
+            let summary = parts.next().unwrap_or("no summary").to_string();
+            report.results.push((name, summary, ok));
+        }
+    }
+    if report.release.is_empty() {
+        bail!(
+            "the guest never ran the tests (vng exited with {}); console in {}:\n{}",
+            out.status,
+            cache.join("last-console.log").display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(report)
+}
+
+/// `cases-0123abcd` -> `cases`.
+fn test_name(test: &Path) -> String {
+    let file = test.file_name().unwrap_or_default().to_string_lossy();
+    file.rsplit_once('-')
+        .map_or(file.to_string(), |(name, _)| name.to_string())
+}
