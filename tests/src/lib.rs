@@ -129,8 +129,18 @@ impl Sensor {
             .stdout(std::fs::File::create(&path).expect("subscriber file"))
             .spawn()
             .expect("spawn sensorctl events");
-        // Give the stream time to be established before the trigger runs.
-        std::thread::sleep(Duration::from_millis(500));
+        // The stream is live once an exec made after the call arrives on it; a fixed pause is
+        // too short on a slow guest kernel.
+        let probe = marker("subscribed");
+        let deadline = Instant::now() + WAIT;
+        while !read_lines(&path)
+            .iter()
+            .any(|e| action(e) == "exec" && args(e).contains(&probe))
+        {
+            assert!(Instant::now() < deadline, "subscription never went live");
+            bash(&format!("/usr/bin/true {probe}"));
+            std::thread::sleep(Duration::from_millis(200));
+        }
         Subscriber { child, path }
     }
 

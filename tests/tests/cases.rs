@@ -91,9 +91,11 @@ cd / && rm -rf /tmp/case-01"#,
     let python_entity = entity(python_exec.expect("python's exec")).to_string();
     let memfd = execs(&events, "/memfd:payload (deleted)");
     assert_eq!(memfd.len(), 2, "both execs name the memfd");
+    // Exec'd by descriptor number, the second one's comm is that number as text.
+    let fd = printed(&out, "memfd").to_string();
     for (e, argv0, comm) in [
         (memfd[0], "kworker/0:1", "memfd:payload"),
-        (memfd[1], "sshd", "3"),
+        (memfd[1], "sshd", fd.as_str()),
     ] {
         assert_eq!(args(e), [argv0, "0.2"]);
         assert_eq!(e["process"]["args_count"], 2);
@@ -320,13 +322,16 @@ fn case_05_exec_burst_under_load_loses_nothing_and_a_slow_subscriber_is_told() {
         return;
     };
     let slow_out = std::env::temp_dir().join(format!("case05-slow-{}", std::process::id()));
+    let go = std::env::temp_dir().join(format!("case05-go-{}", std::process::id()));
+    // The slow subscriber reads nothing until the burst is over, however long it takes.
     let mut slow = std::process::Command::new("/bin/bash")
         .arg("-c")
         .arg(format!(
-            "{} --server {} events --json | (sleep 12; cat > {})",
+            "{} --server {} events --json | (until [ -e {go} ]; do sleep 0.2; done; cat > {})",
             bin_dir().join("sensorctl").display(),
             sensor.socket,
-            slow_out.display()
+            slow_out.display(),
+            go = go.display(),
         ))
         .spawn()
         .expect("slow subscriber");
@@ -387,8 +392,10 @@ cd / && rm -rf /tmp/case-05"#,
         "the fast subscriber lost nothing"
     );
 
-    std::thread::sleep(std::time::Duration::from_secs(13));
+    std::fs::write(&go, "").expect("release the slow subscriber");
+    std::thread::sleep(std::time::Duration::from_secs(3));
     drop(sensor);
+    let _ = std::fs::remove_file(&go);
     let _ = slow.wait();
     let slow_events = std::fs::read_to_string(&slow_out).unwrap_or_default();
     let _ = std::fs::remove_file(&slow_out);

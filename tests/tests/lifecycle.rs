@@ -197,8 +197,11 @@ fn a_full_ring_buffer_is_reported_as_loss_per_cpu_never_as_a_silent_gap() {
     let tag = marker("ringfull");
     let done = marker("ringfull-done");
 
+    // Each exec record carries a 2.5 KB argument, so two queued at once overflow the ring
+    // even on a slow guest where the reader keeps up with small records.
     bash(&format!(
-        r#"for i in $(seq 1 2000); do /usr/bin/true {tag}-$i & done; wait
+        r#"pad=$(head -c 2500 /dev/zero | tr '\0' p)
+        for i in $(seq 1 2000); do /usr/bin/true {tag}-$i "$pad" & done; wait
         sleep 1; /usr/bin/true {done}"#
     ));
     sensor.events_until_marker(&done);

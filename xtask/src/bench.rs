@@ -311,9 +311,20 @@ struct Auditd {
 
 const AUDIT_KEY: &str = "sensor_bench_exec";
 
+/// The rule auditd records execs with, after `-a` (add) or `-d` (delete).
+const AUDIT_RULE: [&str; 7] = [
+    "always,exit",
+    "-F",
+    "arch=b64",
+    "-S",
+    "execve,execveat",
+    "-k",
+    AUDIT_KEY,
+];
+
 impl Auditd {
     fn prepare() -> Result<Self> {
-        if which("auditctl").is_none() {
+        if crate::which("auditctl").is_none() {
             eprintln!("installing auditd from Debian packages");
             crate::status(
                 Command::new("apt-get")
@@ -340,30 +351,11 @@ impl Auditd {
     }
 
     fn add_rule(&self) -> Result<()> {
-        crate::status(Command::new("auditctl").args([
-            "-a",
-            "always,exit",
-            "-F",
-            "arch=b64",
-            "-S",
-            "execve,execveat",
-            "-k",
-            AUDIT_KEY,
-        ]))
+        crate::status(Command::new("auditctl").arg("-a").args(AUDIT_RULE))
     }
 
     fn remove_rule(&self) -> Result<()> {
-        crate::output(Command::new("auditctl").args([
-            "-d",
-            "always,exit",
-            "-F",
-            "arch=b64",
-            "-S",
-            "execve,execveat",
-            "-k",
-            AUDIT_KEY,
-        ]))
-        .map(drop)
+        crate::output(Command::new("auditctl").arg("-d").args(AUDIT_RULE)).map(drop)
     }
 
     /// EXECVE records in the audit log whose first argument carries `tag`.
@@ -405,13 +397,4 @@ impl Drop for Auditd {
             }
         }
     }
-}
-
-fn which(program: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .chain(["/usr/sbin".into(), "/sbin".into()])
-        .map(|d| d.join(program))
-        .find(|p| p.exists())
 }

@@ -61,8 +61,8 @@ pub fn run(root: &Path, kernels: Vec<String>) -> Result<()> {
 
 /// qemu, a static busybox for the guest's init, kmod and udev, as virtme-ng needs them.
 fn ensure_host_packages() -> Result<()> {
-    let have = |p: &str| Path::new(p).exists();
-    if have("/usr/bin/qemu-system-x86_64") && have("/bin/busybox") && have("/sbin/udevadm") {
+    let tools = ["qemu-system-x86_64", "busybox", "kmod", "udevadm"];
+    if tools.iter().all(|t| crate::which(t).is_some()) {
         return Ok(());
     }
     eprintln!("installing qemu-system-x86, busybox-static, kmod and udev");
@@ -134,6 +134,7 @@ fn ensure_kernel(cache: &Path, package: &str) -> Result<PathBuf> {
                 .is_some_and(|n| n.to_string_lossy().starts_with(&format!("{package}_")))
         })
         .with_context(|| format!("apt-get download left no {package}_*.deb"))?;
+    std::fs::create_dir_all(&dir)?;
     crate::status(Command::new("dpkg").arg("-x").arg(&deb).arg(&dir))?;
     find_vmlinuz(&dir).with_context(|| format!("{package} holds no boot/vmlinuz-*"))
 }
@@ -196,7 +197,7 @@ fn boot(
     let mut script = format!(
         "#!/bin/sh\ncd {root}\nexport CI=true SENSOR_BIN_DIR={bin}\n\
          echo \"{TAG} release $(uname -r)\"\n\
-         echo \"{TAG} types $({sensor} --probe-program-types 2>&1)\"\n",
+         echo \"{TAG} types $({sensor} --probe-program-types 2>&1 | tr '\\n' ' ')\"\n",
         root = root.display(),
         bin = bin.display(),
         sensor = bin.join("sensor").display(),
@@ -204,8 +205,8 @@ fn boot(
     for test in tests {
         let name = test_name(test);
         script.push_str(&format!(
-            "{exe} --test-threads=2 > /tmp/{name}.log 2>&1; rc=$?\n\
-             cat /tmp/{name}.log\n\
+            "{exe} --test-threads=2 2>&1 | tee /tmp/{name}.log; rc=$?\n\
+             grep -q '^test result: ok' /tmp/{name}.log || rc=1\n\
              echo \"{TAG} result {name} $rc $(grep '^test result' /tmp/{name}.log | tail -n 1)\"\n",
             exe = test.display(),
         ));
@@ -219,16 +220,21 @@ fn boot(
         std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
     ))?;
     // /dev/kvm here cannot run an ordinary guest kernel, so the guest runs under emulation.
-    let out = Command::new(vng)
+    // The console goes to a file as it comes, so a long run can be followed with `tail -f`.
+    let console_path = cache.join("last-console.log");
+    eprintln!("guest console: {}", console_path.display());
+    let console_file = std::fs::File::create(&console_path)?;
+    let status = Command::new(vng)
         .env("PATH", path)
         .args(["--disable-kvm", "--cpus", "2", "--memory", "2G", "--run"])
         .arg(vmlinuz)
         .arg("--exec")
         .arg(&script_path)
-        .output()
+        .stdout(console_file.try_clone()?)
+        .stderr(console_file)
+        .status()
         .context("failed to start vng")?;
-    let console = String::from_utf8_lossy(&out.stdout).replace('\r', "");
-    std::fs::write(cache.join("last-console.log"), console.as_bytes())?;
+    let console = std::fs::read_to_string(&console_path)?.replace('\r', "");
 
     let mut report = Report {
         release: String::new(),
@@ -253,10 +259,8 @@ fn boot(
     }
     if report.release.is_empty() {
         bail!(
-            "the guest never ran the tests (vng exited with {}); console in {}:\n{}",
-            out.status,
-            cache.join("last-console.log").display(),
-            String::from_utf8_lossy(&out.stderr)
+            "the guest never ran the tests (vng exited with {status}); console in {}",
+            console_path.display()
         );
     }
     Ok(report)

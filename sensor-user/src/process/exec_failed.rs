@@ -97,20 +97,11 @@ mod tests {
     use sensor_common::{kind, ExecFailedRecord};
 
     use super::*;
-    use crate::{
-        decode::Record,
-        process::{identity::Host, table::ProcessTable},
-    };
+    use crate::decode::Record;
 
     #[test]
     fn failed_exec_carries_the_attempt_and_the_caller() {
-        let host = Host {
-            name: "h".into(),
-            boot_id: "b".into(),
-            boot_wall_ns: 0,
-            ns_per_tick: 1,
-        };
-        let mut tracker = Tracker::new(host, ProcessTable::new(64, std::time::Duration::ZERO));
+        let mut tracker = crate::process::tests::test_tracker();
         // SAFETY: all-zero bytes are a valid ExecFailedRecord.
         let mut raw: ExecFailedRecord = unsafe { std::mem::zeroed() };
         raw.header.kind = kind::EXEC_FAILED;

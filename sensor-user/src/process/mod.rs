@@ -311,15 +311,20 @@ mod tests {
         );
     }
 
-    #[test]
-    fn exit_status_splits_code_and_signal() {
+    /// A tracker on a made-up host with an empty table.
+    pub(crate) fn test_tracker() -> Tracker {
         let host = Host {
             name: "h".into(),
             boot_id: "b".into(),
             boot_wall_ns: 0,
             ns_per_tick: 1,
         };
-        let mut tracker = Tracker::new(host, ProcessTable::new(64, std::time::Duration::ZERO));
+        Tracker::new(host, ProcessTable::new(64, std::time::Duration::ZERO))
+    }
+
+    #[test]
+    fn exit_status_splits_code_and_signal() {
+        let mut tracker = test_tracker();
         // SAFETY: all-zero bytes are a valid ExitRecord.
         let mut rec: ExitRecord = unsafe { std::mem::zeroed() };
 
