@@ -106,8 +106,8 @@ fn try_exec_failed(ctx: &TracePointContext, execveat: bool) -> Option<()> {
     let dst = buf.wrapping_add(HEADER);
     // SAFETY: `dst` has PATH_REGION >= PATH_BUF bytes of room; the helper never faults.
     let n = unsafe { bpf_probe_read_user_str(dst.cast(), PATH_BUF as u32, filename as *const _) };
-    let filename_len = if n > 0 { n as usize } else { 0 };
-    if n <= 0 {
+    let filename_len = if n >= 0 { str_len(n) } else { 0 };
+    if n < 0 {
         rec.flags |= flags::FILENAME_UNREADABLE;
     } else if filename_len >= PATH_BUF {
         rec.flags |= flags::FILENAME_TRUNCATED;
@@ -215,12 +215,12 @@ fn copy_argv(rec: &mut ExecFailedRecord, argv: u64, dst: *mut u8) -> usize {
                 ptr as *const _,
             )
         };
-        if n <= 0 {
+        if n < 0 {
             set_flag(rec, flags::ARGS_UNREADABLE);
             break;
         }
         // SAFETY: as for `len` above.
-        unsafe { core::ptr::write_volatile(len, (at + n as usize) as u64) };
+        unsafe { core::ptr::write_volatile(len, (at + str_len(n)) as u64) };
         if n as usize >= FAILED_ARG_READ {
             // This argument filled its read and may be cut: keep what came, copy no more.
             set_flag(rec, flags::ARGS_TRUNCATED | flags::LAST_ARG_CUT);
@@ -236,6 +236,18 @@ fn copy_argv(rec: &mut ExecFailedRecord, argv: u64, dst: *mut u8) -> usize {
     // SAFETY: as above.
     unsafe { (*rec).args_len = copied as u32 };
     copied
+}
+
+/// Bytes a successful `bpf_probe_read_user_str` wrote, NUL included, from its return value.
+/// Some kernels (6.1 among them) return 0 instead of 1 for an empty string, the NUL written all
+/// the same, so 0 counts as the empty string; without this, 6.1 cut argv at its first `""`.
+#[inline(always)]
+fn str_len(n: i64) -> usize {
+    if n == 0 {
+        1
+    } else {
+        n as usize
+    }
 }
 
 #[inline(always)]

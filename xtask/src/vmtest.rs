@@ -122,11 +122,19 @@ fn ensure_kernel(cache: &Path, package: &str) -> Result<PathBuf> {
     eprintln!("fetching {package}");
     let debs = cache.join("debs");
     std::fs::create_dir_all(&debs)?;
-    crate::status(
+    let download = || {
         Command::new("apt-get")
             .current_dir(&debs)
-            .args(["download", "-q", package]),
-    )?;
+            .args(["download", "-q", package])
+            .status()
+    };
+    if !download()?.success() {
+        // Stale package lists name a version the mirror no longer has.
+        crate::status(Command::new("apt-get").args(["update", "-q"]))?;
+        if !download()?.success() {
+            bail!("apt-get could not download {package}");
+        }
+    }
     let deb = std::fs::read_dir(&debs)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .find(|p| {
