@@ -221,14 +221,8 @@ fn run_once(
 
 /// This process's start time in clock ticks since boot (`/proc/self/stat`, field 22).
 fn own_start_ticks() -> u64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    // Field 22 of the line is the 20th after the name, which is field 2.
-    after_name
-        .split_whitespace()
-        .nth(19)
-        .and_then(|f| f.parse().ok())
-        .unwrap_or(0)
+    let stat = std::fs::read("/proc/self/stat").unwrap_or_default();
+    crate::process::seed::parse_stat(&stat).map_or(0, |s| s.start_ticks)
 }
 
 fn spawn_error(exe: PathBuf, source: std::io::Error) -> VerifyError {
