@@ -41,12 +41,17 @@ pub struct KernelOffsets {
     pub path_dentry: u32,
     pub file_f_path: u32,
     pub file_f_inode: u32,
+    pub file_f_mode: u32,
+    /// `file.f_ref` (6.13+, `file_ref_t`, 0 meaning one reference) or `file.f_count`.
+    pub file_f_ref: u32,
+    pub file_f_count: u32,
     pub inode_i_ino: u32,
     pub inode_i_nlink: u32,
     pub inode_i_sb: u32,
     pub sb_s_dev: u32,
     pub sb_s_magic: u32,
     pub dentry_d_parent: u32,
+    pub dentry_d_inode: u32,
     pub dentry_d_name_name: u32,
     pub dentry_d_name_len: u32,
     pub mount_mnt: u32,
@@ -61,10 +66,11 @@ pub struct KernelOffsets {
     pub bprm_interp: u32,
     pub bprm_file: u32,
     pub pt_regs_syscall_nr: u32,
-    /// Saved registers of syscall arguments 0, 1, 2 and 4, and of the return value.
+    /// Saved registers of syscall arguments 0 to 4, and of the return value.
     pub pt_regs_arg0: u32,
     pub pt_regs_arg1: u32,
     pub pt_regs_arg2: u32,
+    pub pt_regs_arg3: u32,
     pub pt_regs_arg4: u32,
     pub pt_regs_ret: u32,
     /// Bit set of [`optional`] fields this kernel has; absent ones read as "unset".
@@ -89,6 +95,10 @@ pub mod optional {
     pub const SYSCALL_NR: u32 = 1 << 2;
     /// `pt_regs` argument and return registers, for reporting failed execs.
     pub const SYSCALL_ARGS: u32 = 1 << 3;
+    /// `file.f_ref`, the reference count of 6.13 and later.
+    pub const FILE_REF: u32 = 1 << 4;
+    /// `file.f_count`, the reference count before 6.13.
+    pub const FILE_COUNT: u32 = 1 << 5;
 }
 
 /// Values the collector decides at load time.
@@ -109,7 +119,7 @@ impl Settings {
     };
 }
 
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 56 * 4);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 61 * 4);
 const _: () = assert!(core::mem::size_of::<Settings>() == 8);
 
 #[cfg(feature = "user")]

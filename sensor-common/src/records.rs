@@ -29,6 +29,16 @@ pub mod kind {
     pub const EXEC: u32 = 2;
     pub const EXIT: u32 = 3;
     pub const EXEC_FAILED: u32 = 4;
+    /// A file was created in a watched directory by an open (`O_CREAT`).
+    pub const FIM_CREATE: u32 = 5;
+    /// A descriptor open for writing on a watched file is being closed.
+    pub const FIM_CLOSE: u32 = 6;
+    /// A watched file's change time moved outside a namespace or attribute syscall: its
+    /// content changed (a write, a mapping, asynchronous I/O).
+    pub const FIM_CHANGE: u32 = 7;
+    /// A namespace or attribute syscall (unlink, rename, link, chmod, ...) changed a watched
+    /// file or directory; sent at the syscall's exit with its arguments.
+    pub const FIM_SYSCALL: u32 = 8;
 }
 
 /// Common prefix of every record.
@@ -231,6 +241,125 @@ pub struct ExitRecord {
     pub comm: [u8; 16],
 }
 
+/// Identity of a file the kernel side watches: its filesystem's device and its inode number.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FileKey {
+    /// `super_block.s_dev`, kernel encoding (`MAJOR << 20 | MINOR`).
+    pub dev: u32,
+    pub _pad: u32,
+    pub ino: u64,
+}
+
+/// Values of the watched-file map.
+pub mod watch {
+    /// A watched file (any type but directory): its content and attributes are watched.
+    pub const FILE: u32 = 1 << 0;
+    /// A watched directory: files created, removed or renamed in it are reported.
+    pub const DIR: u32 = 1 << 1;
+    /// With `DIR`: a directory on the way to a watched path (its parent, or an ancestor of a
+    /// watched tree that does not exist yet). The kernel reports creates in it all the same,
+    /// and the collector keeps only the names that lead to a watched path.
+    pub const PARTIAL: u32 = 1 << 2;
+}
+
+/// How a namespace or attribute syscall passes its file names, by argument index; filled in
+/// per architecture by the collector. `NONE` marks an unused slot.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SyscallPaths {
+    /// Argument holding the first pathname, and the one holding its directory descriptor
+    /// (`NONE`: relative to the working directory).
+    pub path0: u8,
+    pub dirfd0: u8,
+    /// Second pathname (rename, link, symlink targets) and its directory descriptor.
+    pub path1: u8,
+    pub dirfd1: u8,
+    /// Argument holding a descriptor of the file itself (fchmod, ftruncate, ...).
+    pub fd: u8,
+    /// Bits of `SyscallPaths::ADDS_DIR`.
+    pub flags: u8,
+    pub _pad: [u8; 2],
+}
+
+impl SyscallPaths {
+    pub const NONE: u8 = 0xff;
+    /// The syscall creates a directory (mkdir): one made inside a watched directory is added
+    /// to the watched set by the kernel at the syscall's exit, with its parent's bits, so
+    /// files created in it at once are not missed.
+    pub const ADDS_DIR: u8 = 1 << 0;
+}
+
+/// Watched objects one syscall touched, at most this many are kept.
+pub const FIM_TOUCHED: usize = 4;
+
+/// One watched object a syscall touched.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Touched {
+    pub key: FileKey,
+    /// Link count after the syscall.
+    pub nlink: u32,
+    /// Bits of [`watch`] of the map entry; for a directory the syscall created inside a
+    /// watched one, the bits the kernel gave it.
+    pub flags: u32,
+}
+
+/// Flags of a [`FimRecord`].
+pub mod fim_flags {
+    /// The path of the file was cut; its tail is kept.
+    pub const PATH_TRUNCATED: u32 = 1 << 0;
+    /// A pathname argument could not be read from the caller's memory.
+    pub const NAME_UNREADABLE: u32 = 1 << 1;
+    /// A base directory was cut; its tail is kept.
+    pub const BASE_TRUNCATED: u32 = 1 << 2;
+    /// The executable's path was cut; its tail is kept.
+    pub const EXE_TRUNCATED: u32 = 1 << 3;
+    /// The file was opened with `O_TRUNC`.
+    pub const TRUNCATED_OPEN: u32 = 1 << 3;
+}
+
+/// A file-integrity record: one of the `FIM_*` [`kind`]s.
+///
+/// Variable data follows the fixed part: the file's path rebuilt from its dentry (`path_len`;
+/// for create and close the file itself, for a syscall the file behind its `fd` argument),
+/// the acting process's executable (`exe_len`), then for a syscall its two pathname arguments
+/// as passed (`name0_len`, `name1_len`), each followed by the directory it is taken against
+/// when relative (`base0_len`, `base1_len`). Dentry paths are leaf first.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct FimRecord {
+    pub header: RecordHeader,
+    pub ids: TaskIds,
+    pub creds: Creds,
+    pub cgroup_id: u64,
+    /// The file created, closed or changed; zero for a syscall record.
+    pub key: FileKey,
+    /// The syscall's return value (syscall records).
+    pub ret: i64,
+    /// The syscall's first five arguments (syscall records).
+    pub args: [u64; 5],
+    /// Syscall number the task was in, or `u32::MAX` when unknown.
+    pub syscall_nr: u32,
+    /// Bits of [`fim_flags`].
+    pub flags: u32,
+    pub touched: [Touched; FIM_TOUCHED],
+    pub touched_len: u32,
+    pub path_len: u32,
+    pub exe_len: u32,
+    pub name0_len: u32,
+    pub base0_len: u32,
+    pub name1_len: u32,
+    pub base1_len: u32,
+    pub _pad: u32,
+    pub comm: [u8; 16],
+}
+
+/// Bytes of a FIM record's variable data at most: two dentry paths, two names, two bases.
+pub const FIM_VARIABLE: usize = 6 * PATH_SPAN;
+const _: () =
+    assert!(core::mem::size_of::<FimRecord>() + FIM_VARIABLE + PATH_REGION <= EXEC_SCRATCH);
+
 const _: () = assert!(core::mem::size_of::<RecordHeader>() == 16);
 const _: () = assert!(core::mem::size_of::<TaskIds>() == 32);
 const _: () = assert!(core::mem::size_of::<Creds>() == 24);
@@ -238,3 +367,14 @@ const _: () = assert!(core::mem::size_of::<ForkRecord>() == 144);
 const _: () = assert!(core::mem::size_of::<ExecRecord>() == 184);
 const _: () = assert!(core::mem::size_of::<ExitRecord>() == 72);
 const _: () = assert!(core::mem::size_of::<ExecFailedRecord>() == 136);
+const _: () = assert!(core::mem::size_of::<FileKey>() == 16);
+const _: () = assert!(core::mem::size_of::<SyscallPaths>() == 8);
+const _: () = assert!(core::mem::size_of::<Touched>() == 24);
+const _: () = assert!(core::mem::size_of::<FimRecord>() == 296);
+
+#[cfg(feature = "user")]
+// SAFETY: plain `#[repr(C)]` struct of integers with explicit padding.
+unsafe impl aya::Pod for FileKey {}
+#[cfg(feature = "user")]
+// SAFETY: plain `#[repr(C)]` struct of bytes.
+unsafe impl aya::Pod for SyscallPaths {}

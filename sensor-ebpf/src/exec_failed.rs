@@ -24,15 +24,14 @@ use sensor_common::{
 };
 
 use crate::{
-    kernel::{comm, creds, is_self, present, read, read_ptr, task_ids, KPtr},
+    kernel::{
+        comm, creds, fd_file, is_self, present, read, read_ptr, str_len, task_ids, KPtr, AT_FDCWD,
+    },
     maps::{count_lost, off, output, COPY_LEN, SCRATCH},
     path::write_path,
 };
 
 const HEADER: usize = core::mem::size_of::<ExecFailedRecord>();
-
-/// `AT_FDCWD`, the directory an `execve` filename is taken against.
-const AT_FDCWD: i32 = -100;
 
 #[tracepoint]
 pub fn sys_exit_execve(ctx: TracePointContext) -> u32 {
@@ -144,21 +143,6 @@ fn try_exec_failed(ctx: &TracePointContext, execveat: bool) -> Option<()> {
     Some(())
 }
 
-/// The open file behind descriptor `fd` of `task`, if there is one.
-#[inline(always)]
-fn fd_file(task: KPtr, fd: i32) -> Option<KPtr> {
-    if fd < 0 {
-        return None;
-    }
-    let fdt = read_ptr(task, off!(task_files)).and_then(|f| read_ptr(f, off!(files_fdt)))?;
-    let max: u32 = read(fdt, off!(fdtable_max_fds))?;
-    if fd as u32 >= max {
-        return None;
-    }
-    let fds = read_ptr(fdt, off!(fdtable_fd))?;
-    read_ptr(fds, fd as usize * 8)
-}
-
 /// Copies the attempted argv (an array of user pointers ending in null) to `dst`, which has
 /// FAILED_ARGS_BUF + FAILED_ARG_READ bytes of room; returns the bytes copied and fills in
 /// `argc`, `args_len` and the argument flags of `rec`.
@@ -236,17 +220,6 @@ fn copy_argv(rec: &mut ExecFailedRecord, argv: u64, dst: *mut u8) -> usize {
     // SAFETY: as above.
     unsafe { (*rec).args_len = copied as u32 };
     copied
-}
-
-/// Bytes a successful `bpf_probe_read_user_str` wrote, NUL included, from its return value.
-/// Some kernels (6.1 among them) return 0 instead of 1 for an empty string, the NUL written all
-/// the same, so 0 counts as the empty string; without this, 6.1 cut argv at its first `""`.
-/// Branch-free on purpose: a branch here doubles the states of every loop iteration and made
-/// the verifier take 2.5 times as long.
-#[inline(always)]
-fn str_len(n: i64) -> usize {
-    // For n = 0, (n - 1) >> 63 is -1 and the low bit makes it 1; for n >= 1 it adds nothing.
-    (n | (((n - 1) >> 63) & 1)) as usize
 }
 
 #[inline(always)]

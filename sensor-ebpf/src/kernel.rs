@@ -5,6 +5,9 @@ use sensor_common::{offsets::optional, Creds, TaskIds};
 
 use crate::maps::{off, settings, OFFSETS};
 
+/// `AT_FDCWD`: a relative pathname is taken against the working directory.
+pub const AT_FDCWD: i32 = -100;
+
 /// A kernel address read from kernel memory (`struct task_struct *`, `struct file *`, ...).
 pub type KPtr = *const u8;
 
@@ -119,4 +122,30 @@ pub fn present(bit: u32) -> bool {
     // SAFETY: `OFFSETS` is a plain static; volatile only prevents constant folding.
     let bits = unsafe { core::ptr::read_volatile(&OFFSETS.present) };
     bits & bit != 0
+}
+
+/// The open file behind descriptor `fd` of `task`, if there is one.
+#[inline(always)]
+pub fn fd_file(task: KPtr, fd: i32) -> Option<KPtr> {
+    if fd < 0 {
+        return None;
+    }
+    let fdt = read_ptr(task, off!(task_files)).and_then(|f| read_ptr(f, off!(files_fdt)))?;
+    let max: u32 = read(fdt, off!(fdtable_max_fds))?;
+    if fd as u32 >= max {
+        return None;
+    }
+    let fds = read_ptr(fdt, off!(fdtable_fd))?;
+    read_ptr(fds, fd as usize * 8)
+}
+
+/// Bytes a successful `bpf_probe_read_user_str` wrote, NUL included, from its return value.
+/// Some kernels (6.1 among them) return 0 instead of 1 for an empty string, the NUL written all
+/// the same, so 0 counts as the empty string; without this, 6.1 cut argv at its first `""`.
+/// Branch-free on purpose: a branch here doubles the states of every loop iteration and made
+/// the verifier take 2.5 times as long.
+#[inline(always)]
+pub fn str_len(n: i64) -> usize {
+    // For n = 0, (n - 1) >> 63 is -1 and the low bit makes it 1; for n >= 1 it adds nothing.
+    (n | (((n - 1) >> 63) & 1)) as usize
 }

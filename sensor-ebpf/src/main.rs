@@ -1,14 +1,15 @@
 //! Kernel side of the sensor: process lifecycle hooks writing records to one ring buffer.
 //!
-//! Hooks live one family per file (`fork`, `exec`, `exec_failed`, `exit`); kernel reads go
-//! through `kernel`, whose offsets come from the running kernel's BTF (see
-//! `sensor_common::offsets`).
+//! Hooks live one family per file (`fork`, `exec`, `exec_failed`, `exit`, and `fim` for file
+//! integrity); kernel reads go through `kernel`, whose offsets come from the running kernel's
+//! BTF (see `sensor_common::offsets`).
 #![no_std]
 #![no_main]
 
 mod exec;
 mod exec_failed;
 mod exit;
+mod fim;
 mod fork;
 mod kernel;
 mod maps;

@@ -12,7 +12,12 @@ use sensor_common::{offsets::Settings, KernelOffsets, EXEC_SCRATCH};
 #[map]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(16 * 1024 * 1024, 0);
 
-/// Records the ring buffer refused, per CPU.
+/// File-integrity records: a ring of their own, read by the FIM thread as they come (no
+/// batching), so a file is opened before a quick delete can take it away. Sized at load.
+#[map]
+pub static FIM_EVENTS: RingBuf = RingBuf::with_byte_size(4 * 1024 * 1024, 0);
+
+/// Records the ring buffers refused, per CPU.
 #[map]
 pub static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
@@ -62,7 +67,13 @@ pub fn settings() -> Settings {
 /// debug log (aya-log; the check costs one branch when debug logging is off).
 #[inline(always)]
 pub fn output<C: EbpfContext>(ctx: &C, data: &[u8]) {
-    if EVENTS.output::<[u8]>(data, 0).is_err() {
+    output_to(&EVENTS, ctx, data);
+}
+
+/// [`output`] into another ring buffer.
+#[inline(always)]
+pub fn output_to<C: EbpfContext>(ring: &RingBuf, ctx: &C, data: &[u8]) {
+    if ring.output::<[u8]>(data, 0).is_err() {
         count_lost();
         // A constant message: formatting arguments costs verifier states on older kernels.
         debug!(ctx, "ring buffer full, record dropped");

@@ -28,6 +28,92 @@ pub struct Config {
     pub sink_queue: usize,
     /// Process table settings.
     pub process_table: ProcessTableConfig,
+    /// File-integrity monitoring.
+    pub fim: FimConfig,
+    /// Set by `sensor --rebuild-baseline`: discard the FIM baseline database and scan anew.
+    #[serde(skip)]
+    pub rebuild_baseline: bool,
+}
+
+/// File-integrity monitoring: what is watched and how hard the sensor works at it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FimConfig {
+    /// Absolute paths of files and directory trees (recursive) to watch; `*` and `?` in a
+    /// component are expanded at each scan (`/home/*/.ssh`). Empty: FIM is off.
+    pub paths: Vec<String>,
+    /// Globs of paths left out (`/etc/**/*.swp`); `*` does not cross `/`, `**` does.
+    pub exclude: Vec<String>,
+    /// Largest file hashed; a larger one's events say the hash was skipped.
+    pub max_hash_bytes: u64,
+    /// Threads that hash files, at idle I/O priority.
+    pub hash_workers: usize,
+    /// Files and directories the kernel watches at most.
+    pub max_watched: u32,
+    /// Size of FIM's own kernel ring buffer, a power of two of at least 4096 bytes.
+    pub ring_buffer_bytes: u32,
+    /// Milliseconds a file changed without a close (a mapping, a writer that keeps it open)
+    /// must stay quiet before it is hashed and reported.
+    pub settle_ms: u64,
+}
+
+/// The watch set used when the configuration has no `[fim]` table: what a Linux server's
+/// integrity baseline (PCI DSS 11.5, CIS) covers.
+pub const DEFAULT_FIM_PATHS: &[&str] = &[
+    // Accounts and authentication.
+    "/etc/passwd",
+    "/etc/shadow",
+    "/etc/group",
+    "/etc/gshadow",
+    "/etc/login.defs",
+    "/etc/pam.d",
+    "/etc/security",
+    "/etc/sudoers",
+    "/etc/sudoers.d",
+    // SSH daemon configuration and authorized keys.
+    "/etc/ssh",
+    "/root/.ssh",
+    "/home/*/.ssh",
+    // Scheduled jobs.
+    "/etc/crontab",
+    "/etc/cron.d",
+    "/etc/cron.hourly",
+    "/etc/cron.daily",
+    "/etc/cron.weekly",
+    "/etc/cron.monthly",
+    "/var/spool/cron",
+    // Services.
+    "/etc/systemd/system",
+    "/usr/lib/systemd/system",
+    "/etc/init.d",
+    // Dynamic loader.
+    "/etc/ld.so.preload",
+    "/etc/ld.so.conf",
+    "/etc/ld.so.conf.d",
+    // Kernel modules.
+    "/etc/modprobe.d",
+    "/etc/modules",
+    "/etc/modules-load.d",
+    // System binaries and boot.
+    "/usr/bin",
+    "/usr/sbin",
+    "/usr/local/bin",
+    "/usr/local/sbin",
+    "/boot",
+];
+
+impl Default for FimConfig {
+    fn default() -> Self {
+        Self {
+            paths: DEFAULT_FIM_PATHS.iter().map(|p| p.to_string()).collect(),
+            exclude: Vec::new(),
+            max_hash_bytes: 64 * 1024 * 1024,
+            hash_workers: 2,
+            max_watched: 262_144,
+            ring_buffer_bytes: 4 * 1024 * 1024,
+            settle_ms: 1000,
+        }
+    }
 }
 
 /// Bounds of the process table.
@@ -52,6 +138,8 @@ impl Default for Config {
             subscriber_queue: 65536,
             sink_queue: 262_144,
             process_table: ProcessTableConfig::default(),
+            fim: FimConfig::default(),
+            rebuild_baseline: false,
         }
     }
 }
@@ -140,6 +228,40 @@ impl Config {
         if self.json_out.as_deref() == Some("") {
             return bad("json_out", "must be `-` or a file path");
         }
+        self.fim.validate()
+    }
+}
+
+impl FimConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key, problem: String| Err(ConfigError::Value { key, problem });
+        for path in &self.paths {
+            if !path.starts_with('/') {
+                return bad("fim.paths", format!("`{path}` is not an absolute path"));
+            }
+            if let Err(e) = glob::Pattern::new(path) {
+                return bad("fim.paths", format!("`{path}`: {e}"));
+            }
+        }
+        if let Err(e) = crate::fim::watch::exclude_set(&self.exclude) {
+            return bad("fim.exclude", e);
+        }
+        if !(1..=64).contains(&self.hash_workers) {
+            return bad("fim.hash_workers", "must be between 1 and 64".into());
+        }
+        if self.max_watched < 1024 {
+            return bad("fim.max_watched", "must be at least 1024".into());
+        }
+        let ring = self.ring_buffer_bytes;
+        if ring < 4096 || !ring.is_power_of_two() {
+            return bad(
+                "fim.ring_buffer_bytes",
+                "must be a power of two of at least 4096".into(),
+            );
+        }
+        if self.settle_ms > 600_000 {
+            return bad("fim.settle_ms", "must be at most 600000".into());
+        }
         Ok(())
     }
 }
@@ -213,6 +335,20 @@ mod tests {
             .to_string();
 
         assert!(err.contains("exclude_self"), "{err}");
+    }
+
+    #[test]
+    fn fim_defaults_apply_without_a_table_and_bad_entries_are_named() {
+        let config = Config::from_toml("").unwrap();
+        assert!(config.fim.paths.iter().any(|p| p == "/etc/shadow"));
+
+        let relative = Config::from_toml("[fim]\npaths = [\"etc\"]\n").unwrap_err();
+        let glob = Config::from_toml("[fim]\nexclude = [\"/a/[\"]\n").unwrap_err();
+        let unknown = Config::from_toml("[fim]\npath = []\n").unwrap_err();
+
+        assert!(relative.to_string().contains("`fim.paths`"), "{relative}");
+        assert!(glob.to_string().contains("`fim.exclude`"), "{glob}");
+        assert!(unknown.to_string().contains("path"), "{unknown}");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     bus::Bus,
     config::{Config, ListenAddr},
-    loader,
+    fim, loader,
     process::{identity::Host, seed, table::ProcessTable, Tracker},
     reader, server, sinks,
     stats::Stats,
@@ -54,28 +54,47 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         None => None,
     };
 
-    let listen = ListenAddr::parse(&config.listen).map_err(anyhow::Error::msg)?;
-    let service = server::Service {
-        bus: subscribe.clone(),
-        stats: stats.clone(),
-        host_name: host.name.clone(),
-    };
-    let mut server = tokio::spawn(server::serve(service, listen, shutdown.clone()));
-
     let loader::Loaded {
         ebpf,
         events,
         lost,
         backlog,
+        fim,
         ..
     } = loaded;
+    let fim = match fim {
+        Some(kernel) => {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            let handle = fim::start(
+                &config.fim,
+                &config.state_dir,
+                config.rebuild_baseline,
+                kernel,
+                host.clone(),
+                tx,
+            )?;
+            let _ = stats.fim.set(handle.stats.clone());
+            Some(reader::FimLink { handle, events: rx })
+        }
+        None => None,
+    };
+
+    let listen = ListenAddr::parse(&config.listen).map_err(anyhow::Error::msg)?;
+    let service = server::Service {
+        bus: subscribe.clone(),
+        stats: stats.clone(),
+        host_name: host.name.clone(),
+        fim: fim.as_ref().map(|f| f.handle.clone()),
+    };
+    let mut server = tokio::spawn(server::serve(service, listen, shutdown.clone()));
+
     let tracker = Tracker::new(host, table);
     let ring = reader::Ring {
         events,
         lost,
         backlog,
     };
-    let reader = reader::run(ring, tracker, bus, stats, shutdown.clone());
+    let reader = reader::run(ring, tracker, bus, stats, fim, shutdown.clone());
     let result = tokio::select! {
         r = reader => r.context("ring buffer reader failed"),
         r = &mut server => {

@@ -4,8 +4,8 @@
 //! Anything short or inconsistent is a [`DecodeError`], counted by the caller, never a panic.
 
 use sensor_common::{
-    exec_failed_flags, exec_flags, kind, ExecFailedRecord, ExecRecord, ExitRecord, ForkRecord,
-    RecordHeader,
+    exec_failed_flags, exec_flags, fim_flags, kind, ExecFailedRecord, ExecRecord, ExitRecord,
+    FimRecord, ForkRecord, RecordHeader,
 };
 
 /// A decoded kernel record.
@@ -15,6 +15,24 @@ pub enum Record {
     Exec(Box<Exec>),
     ExecFailed(Box<ExecFailed>),
     Exit(ExitRecord),
+    Fim(Box<Fim>),
+}
+
+/// A file-integrity record with its variable data parsed.
+#[derive(Debug, Clone)]
+pub struct Fim {
+    pub raw: FimRecord,
+    /// The file's path from its dentry (create, close; a syscall's `fd` argument); empty bytes
+    /// when the record has none.
+    pub path: KernelPath,
+    /// The acting process's executable; empty for a kernel thread.
+    pub exe: KernelPath,
+    /// A syscall's pathname arguments as passed, each with the directory a relative one is
+    /// taken against (empty when absolute or absent).
+    pub name0: Vec<u8>,
+    pub base0: KernelPath,
+    pub name1: Vec<u8>,
+    pub base1: KernelPath,
 }
 
 /// A failed exec with its variable data parsed.
@@ -78,6 +96,9 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
         kind::EXIT => Ok(Record::Exit(fixed(bytes, header.kind)?)),
         kind::EXEC => decode_exec(bytes).map(|e| Record::Exec(Box::new(e))),
         kind::EXEC_FAILED => decode_exec_failed(bytes).map(|e| Record::ExecFailed(Box::new(e))),
+        kind::FIM_CREATE | kind::FIM_CLOSE | kind::FIM_CHANGE | kind::FIM_SYSCALL => {
+            decode_fim(bytes, header.kind).map(|f| Record::Fim(Box::new(f)))
+        }
         other => Err(DecodeError::UnknownKind(other)),
     }
 }
@@ -173,6 +194,55 @@ fn decode_exec_failed(bytes: &[u8]) -> Result<ExecFailed, DecodeError> {
         base,
         args,
     })
+}
+
+fn decode_fim(bytes: &[u8], kind: u32) -> Result<Fim, DecodeError> {
+    let raw: FimRecord = fixed(bytes, kind)?;
+    let fixed_len = std::mem::size_of::<FimRecord>();
+    let lens = [
+        raw.path_len,
+        raw.exe_len,
+        raw.name0_len,
+        raw.base0_len,
+        raw.name1_len,
+        raw.base1_len,
+    ];
+    let need = fixed_len + lens.iter().map(|&l| l as usize).sum::<usize>();
+    let mut rest = bytes.get(fixed_len..need).ok_or(DecodeError::Truncated {
+        kind,
+        need,
+        got: bytes.len(),
+    })?;
+    let mut take = |len: u32| {
+        let (head, tail) = rest.split_at(len as usize);
+        rest = tail;
+        head
+    };
+    let flag = |bit| raw.flags & bit != 0;
+    let path = optional_path(take(raw.path_len), flag(fim_flags::PATH_TRUNCATED));
+    let exe = optional_path(take(raw.exe_len), flag(fim_flags::EXE_TRUNCATED));
+    let name0 = c_string(take(raw.name0_len));
+    let base0 = optional_path(take(raw.base0_len), flag(fim_flags::BASE_TRUNCATED));
+    let name1 = c_string(take(raw.name1_len));
+    let base1 = optional_path(take(raw.base1_len), flag(fim_flags::BASE_TRUNCATED));
+    Ok(Fim {
+        raw,
+        path,
+        exe,
+        name0,
+        base0,
+        name1,
+        base1,
+    })
+}
+
+/// A dentry path, or empty bytes when none was written.
+fn optional_path(bytes: &[u8], truncated: bool) -> KernelPath {
+    if bytes.is_empty() {
+        KernelPath::default()
+    } else {
+        rebuild_path(bytes, truncated)
+    }
 }
 
 /// Bytes up to the first NUL.

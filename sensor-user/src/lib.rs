@@ -9,6 +9,7 @@ pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod decode;
+pub mod fim;
 pub mod loader;
 pub mod process;
 pub mod reader;

@@ -22,6 +22,10 @@ struct Args {
     /// raw_tp), one per line with the reason where refused, and exit.
     #[arg(long)]
     probe_program_types: bool,
+    /// Discard the file-integrity baseline in `state_dir` (for example one reported corrupt)
+    /// and build a new one from a fresh scan.
+    #[arg(long)]
+    rebuild_baseline: bool,
 }
 
 fn main() -> ExitCode {
@@ -94,6 +98,7 @@ fn load_config(args: &Args) -> Result<Config, sensor_user::config::ConfigError> 
     if let Some(out) = &args.json_out {
         config.json_out = Some(out.clone());
     }
+    config.rebuild_baseline = args.rebuild_baseline;
     config.validate()?;
     Ok(config)
 }

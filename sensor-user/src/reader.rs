@@ -28,12 +28,20 @@ pub struct Ring {
     pub backlog: Vec<Vec<u8>>,
 }
 
+/// The FIM stage as the reader sees it: the thread (stopped at shutdown) and the events it
+/// makes, which the reader publishes in its own order.
+pub struct FimLink {
+    pub handle: crate::fim::Handle,
+    pub events: tokio::sync::mpsc::UnboundedReceiver<Event>,
+}
+
 /// Runs until `shutdown`; returns an error only if the ring buffer cannot be polled.
 pub async fn run(
     ring: Ring,
     mut tracker: Tracker,
     mut bus: Bus,
     stats: Arc<Stats>,
+    mut fim: Option<FimLink>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let Ring {
@@ -60,6 +68,7 @@ pub async fn run(
                 guard.clear_ready();
                 tokio::time::sleep(BATCH_WAIT).await;
             }
+            Some(event) = next_fim_event(&mut fim) => bus.publish(event),
             _ = tick.tick() => {
                 report_lost(&lost, &mut last_lost, &tracker, &mut bus, &stats);
                 tracker.table.expire(std::time::Instant::now(), false);
@@ -74,16 +83,32 @@ pub async fn run(
         handle(&item, &mut tracker, &mut bus, &stats);
     }
     report_lost(&lost, &mut last_lost, &tracker, &mut bus, &stats);
+    if let Some(mut link) = fim.take() {
+        // The FIM thread reports what it still holds (creates not yet closed, settling
+        // changes) before it stops.
+        tokio::task::block_in_place(|| link.handle.stop());
+        while let Ok(event) = link.events.try_recv() {
+            bus.publish(event);
+        }
+    }
     Ok(())
+}
+
+async fn next_fim_event(fim: &mut Option<FimLink>) -> Option<Event> {
+    match fim {
+        Some(link) => link.events.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 fn handle(bytes: &[u8], tracker: &mut Tracker, bus: &mut Bus, stats: &Stats) {
     match decode::decode(bytes) {
         Ok(record) => {
             stats.record(hook_name(&record));
-            let event = tracker.handle(&record);
-            tracing::trace!(action = %event.action, "event");
-            bus.publish(event);
+            if let Some(event) = tracker.handle(&record) {
+                tracing::trace!(action = %event.action, "event");
+                bus.publish(event);
+            }
         }
         Err(e) => {
             stats
@@ -103,6 +128,7 @@ fn hook_name(record: &decode::Record) -> &'static str {
         }
         decode::Record::ExecFailed(_) => "tracepoint/syscalls/sys_exit_execve",
         decode::Record::Exit(_) => "tp_btf/sched_process_exit",
+        decode::Record::Fim(_) => "fim",
     }
 }
 
@@ -123,23 +149,28 @@ fn report_lost(
         if now > *before {
             let count = now - *before;
             tracing::warn!(cpu, count, "kernel ring buffer full, records lost");
-            bus.publish(Event {
-                time_unix_nano: crate::process::identity::clock_ns(libc::CLOCK_REALTIME),
-                kind: "event".into(),
-                action: "lost".into(),
-                host_name: tracker.host.name.clone(),
-                boot_id: tracker.host.boot_id.clone(),
-                lost: Some(LostDetail {
-                    count,
-                    source: "kernel".into(),
-                    cpu: Some(cpu as u32),
-                }),
-                ..Event::default()
-            });
+            bus.publish(lost_event(tracker, count, "kernel", Some(cpu as u32)));
             *before = now;
         }
     }
     *stats.kernel_lost.lock().unwrap_or_else(|e| e.into_inner()) = values;
+}
+
+/// A `lost` event: `count` records from `source` that became no event.
+fn lost_event(tracker: &Tracker, count: u64, source: &str, cpu: Option<u32>) -> Event {
+    Event {
+        time_unix_nano: crate::process::identity::clock_ns(libc::CLOCK_REALTIME),
+        kind: "event".into(),
+        action: "lost".into(),
+        host_name: tracker.host.name.clone(),
+        boot_id: tracker.host.boot_id.clone(),
+        lost: Some(LostDetail {
+            count,
+            source: source.into(),
+            cpu,
+        }),
+        ..Event::default()
+    }
 }
 
 /// Forwards aya-log records from the programs into tracing (debug level only).

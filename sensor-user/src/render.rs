@@ -5,7 +5,7 @@
 //! the field's name is listed in `sensor.escaped` so a reader knows to unescape it. Fields ECS
 //! lacks live under `sensor`.
 
-use sensor_proto::v1::{Event, Process};
+use sensor_proto::v1::{Event, FileDetail, FileState, Process};
 use serde_json::{json, Map, Value};
 
 /// Renders `event` as one JSON object.
@@ -16,6 +16,9 @@ pub fn to_json(event: &Event) -> Value {
     let (category, kind) = match event.action.as_str() {
         "fork" | "exec" => ("process", "start"),
         "exit" => ("process", "end"),
+        "file-created" | "file-linked" => ("file", "creation"),
+        "file-deleted" => ("file", "deletion"),
+        a if a.starts_with("file-") => ("file", "change"),
         _ => ("host", "info"),
     };
     let mut ev = json!({
@@ -98,6 +101,18 @@ pub fn to_json(event: &Event) -> Value {
             }),
         );
     }
+    if let Some(f) = &event.file {
+        out.insert("file".into(), file(f, &mut escaped));
+        sensor.insert("fim".into(), fim_extra(f, &mut escaped));
+    }
+    if let Some(rule) = &event.rule {
+        out.insert(
+            "rule".into(),
+            json!({"name": rule.name, "description": rule.description}),
+        );
+        out.insert("message".into(), json!(rule.description));
+        out["event"]["severity"] = json!(rule.severity);
+    }
     if let Some(lost) = &event.lost {
         let mut l = json!({"count": lost.count, "source": lost.source});
         if let Some(cpu) = lost.cpu {
@@ -158,6 +173,109 @@ fn process(p: &Process, escaped: &mut Vec<&'static str>) -> Value {
         m.insert("parent".into(), Value::Object(pm));
     }
     Value::Object(m)
+}
+
+/// `file.*` of a FIM event: the file as it is after the change (or was, when gone).
+fn file(f: &FileDetail, escaped: &mut Vec<&'static str>) -> Value {
+    let mut m = Map::new();
+    m.insert("path".into(), text(&f.path, "file.path", escaped));
+    let name = f.path.rsplit(|&b| b == b'/').next().unwrap_or_default();
+    m.insert("name".into(), text(name, "file.name", escaped));
+    m.insert("inode".into(), json!(f.inode));
+    m.insert(
+        "device".into(),
+        json!(format!("{}:{}", f.device >> 20, f.device & 0xf_ffff)),
+    );
+    if !f.r#type.is_empty() {
+        m.insert("type".into(), json!(f.r#type));
+    }
+    if let Some(s) = f.state.as_ref().or(f.previous.as_ref()) {
+        m.insert("size".into(), json!(s.size));
+        m.insert("mode".into(), json!(format!("{:04o}", s.mode & 0o7777)));
+        m.insert("uid".into(), json!(s.uid.to_string()));
+        m.insert("gid".into(), json!(s.gid.to_string()));
+        m.insert(
+            "mtime".into(),
+            json!(rfc3339(s.mtime_unix_nano.max(0) as u64)),
+        );
+    }
+    if let Some(sha) = f
+        .state
+        .as_ref()
+        .map(|s| &s.sha256)
+        .filter(|s| !s.is_empty())
+    {
+        m.insert("hash".into(), json!({"sha256": sha}));
+    }
+    if !f.symlink_target.is_empty() {
+        let v = text(&f.symlink_target, "file.target_path", escaped);
+        m.insert("target_path".into(), v);
+    }
+    Value::Object(m)
+}
+
+/// FIM facts ECS has no field for: how the change was seen and what the file was before.
+fn fim_extra(f: &FileDetail, escaped: &mut Vec<&'static str>) -> Value {
+    let mut m = Map::new();
+    m.insert("found_by".into(), json!(f.found_by));
+    m.insert("device".into(), json!(f.device));
+    m.insert("link_count".into(), json!(f.link_count));
+    let paths = [
+        (&f.written_path, "written_path", "sensor.fim.written_path"),
+        (&f.old_path, "old_path", "sensor.fim.old_path"),
+        (
+            &f.existing_path,
+            "existing_path",
+            "sensor.fim.existing_path",
+        ),
+    ];
+    for (bytes, key, field) in paths {
+        if !bytes.is_empty() {
+            m.insert(key.into(), text(bytes, field, escaped));
+        }
+    }
+    if f.replaced_inode != 0 {
+        m.insert("replaced_inode".into(), json!(f.replaced_inode));
+    }
+    if !f.hash_skipped.is_empty() {
+        m.insert("hash_skipped".into(), json!(f.hash_skipped));
+    }
+    if !f.changed.is_empty() {
+        m.insert("changed".into(), json!(f.changed));
+    }
+    if !f.syscall.is_empty() {
+        m.insert("syscall".into(), json!(f.syscall));
+    }
+    if !f.xattr_name.is_empty() {
+        m.insert("xattr_name".into(), json!(f.xattr_name));
+    }
+    if f.outside_watched {
+        m.insert("outside_watched".into(), json!(true));
+    }
+    if let Some(s) = &f.state {
+        m.insert("xattrs".into(), json!(s.xattrs));
+    }
+    if let Some(p) = &f.previous {
+        m.insert("previous".into(), file_state(p));
+    }
+    Value::Object(m)
+}
+
+fn file_state(s: &FileState) -> Value {
+    let mut v = json!({
+        "inode": s.inode,
+        "size": s.size,
+        "mode": format!("{:04o}", s.mode & 0o7777),
+        "uid": s.uid.to_string(),
+        "gid": s.gid.to_string(),
+        "mtime": rfc3339(s.mtime_unix_nano.max(0) as u64),
+        "link_count": s.nlink,
+        "xattrs": s.xattrs,
+    });
+    if !s.sha256.is_empty() {
+        v["hash"] = json!({"sha256": s.sha256});
+    }
+    v
 }
 
 /// Process facts ECS has no field for.

@@ -9,7 +9,7 @@ use std::{
 
 use sensor_proto::v1::{
     sensor_server::{Sensor, SensorServer},
-    Event, GetEventsRequest, GetStatusRequest, Status,
+    Event, FimScanReply, FimScanRequest, GetEventsRequest, GetStatusRequest, Status,
 };
 use tokio_stream::{
     wrappers::{errors::BroadcastStreamRecvError, BroadcastStream},
@@ -29,6 +29,8 @@ pub struct Service {
     pub bus: Subscribe,
     pub stats: Arc<Stats>,
     pub host_name: String,
+    /// The FIM thread, when FIM is on.
+    pub fim: Option<crate::fim::Handle>,
 }
 
 /// What a `GetEvents` caller asked for.
@@ -95,6 +97,21 @@ impl Sensor for Service {
     ) -> Result<Response<Status>, tonic::Status> {
         Ok(Response::new(status(&self.stats)))
     }
+
+    async fn fim_scan(
+        &self,
+        _request: Request<FimScanRequest>,
+    ) -> Result<Response<FimScanReply>, tonic::Status> {
+        let Some(fim) = &self.fim else {
+            return Err(tonic::Status::failed_precondition(
+                "file-integrity monitoring is off (no `fim.paths`)",
+            ));
+        };
+        match fim.scan().await {
+            Some(reply) => Ok(Response::new(reply)),
+            None => Err(tonic::Status::unavailable("the FIM thread has stopped")),
+        }
+    }
 }
 
 /// A snapshot of the counters.
@@ -126,6 +143,7 @@ pub fn status(stats: &Stats) -> Status {
         process_table_entries: stats.table_entries.load(Relaxed),
         uptime_seconds: stats.started.elapsed().as_secs(),
         ready: stats.ready.load(Relaxed),
+        fim: stats.fim.get().map(|f| f.status()),
     }
 }
 

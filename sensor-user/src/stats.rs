@@ -23,6 +23,8 @@ pub struct Stats {
     pub records: Mutex<BTreeMap<String, u64>>,
     /// Hooks and hook types, set once at start.
     pub hooks: OnceLock<Hooks>,
+    /// File-integrity counters, when FIM is on.
+    pub fim: OnceLock<std::sync::Arc<crate::fim::FimStats>>,
 }
 
 /// What the loader attached and learnt about the kernel, for the status API.
@@ -46,6 +48,7 @@ impl Default for Stats {
             kernel_lost: Mutex::new(Vec::new()),
             records: Mutex::new(BTreeMap::new()),
             hooks: OnceLock::new(),
+            fim: OnceLock::new(),
         }
     }
 }

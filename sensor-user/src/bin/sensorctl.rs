@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use sensor_proto::v1::{GetEventsRequest, GetStatusRequest};
+use sensor_proto::v1::{FimScanRequest, GetEventsRequest, GetStatusRequest};
 use sensor_user::{client, render};
 
 /// Client for the sensor daemon.
@@ -36,6 +36,18 @@ enum Command {
     },
     /// Print the sensor's status as JSON; exit 0 only if it is attached and serving.
     Status,
+    /// File-integrity monitoring.
+    Fim {
+        #[command(subcommand)]
+        command: FimCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum FimCommand {
+    /// Scan the watched files now and print what differs from the baseline, one JSON event
+    /// per line, then a summary line on stderr; exit 0 when nothing differs, 1 otherwise.
+    Scan,
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -64,6 +76,26 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 eprintln!("sensorctl: the sensor is not ready (hooks not attached yet)");
                 Ok(ExitCode::FAILURE)
             }
+        }
+        Command::Fim {
+            command: FimCommand::Scan,
+        } => {
+            let reply = client.fim_scan(FimScanRequest {}).await?.into_inner();
+            for event in &reply.changes {
+                println!("{}", render::to_json(event));
+            }
+            eprintln!(
+                "sensorctl: scanned {} files in {} ms ({} bytes hashed), {} changed",
+                reply.scanned,
+                reply.millis,
+                reply.hashed_bytes,
+                reply.changes.len()
+            );
+            Ok(if reply.changes.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
         Command::Events {
             json,
@@ -96,6 +128,16 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
 /// One human-readable line per event.
 fn summary(v: &serde_json::Value) -> String {
     let p = &v["process"];
+    if let Some(path) = v["file"]["path"].as_str() {
+        return format!(
+            "{} {} {} pid={} {}",
+            v["@timestamp"].as_str().unwrap_or(""),
+            v["event"]["action"].as_str().unwrap_or(""),
+            path,
+            p["pid"],
+            p["executable"].as_str().unwrap_or(""),
+        );
+    }
     format!(
         "{} {:<5} pid={} ppid={} {} {}",
         v["@timestamp"].as_str().unwrap_or(""),
@@ -124,5 +166,16 @@ fn status_json(s: &sensor_proto::v1::Status) -> serde_json::Value {
         "subscriber_dropped_total": s.subscriber_dropped_total,
         "process_table_entries": s.process_table_entries,
         "uptime_seconds": s.uptime_seconds,
+        "fim": s.fim.as_ref().map(|f| serde_json::json!({
+            "enabled": f.enabled,
+            "baseline": f.baseline,
+            "watched": f.watched,
+            "watch_refused": f.watch_refused,
+            "changes": f.changes,
+            "hash_skipped": f.hash_skipped,
+            "scans": f.scans,
+            "last_scan_files": f.last_scan_files,
+            "last_scan_millis": f.last_scan_millis,
+        })),
     })
 }

@@ -96,12 +96,16 @@ const FIELDS: &[Field] = fields! {
     path_dentry = "path"."dentry";
     file_f_path = "file"."f_path";
     file_f_inode = "file"."f_inode";
+    file_f_mode = "file"."f_mode";
+    file_f_ref = "file"."f_ref", optional::FILE_REF;
+    file_f_count = "file"."f_count", optional::FILE_COUNT;
     inode_i_ino = "inode"."i_ino";
     inode_i_nlink = "inode"."i_nlink";
     inode_i_sb = "inode"."i_sb";
     sb_s_dev = "super_block"."s_dev";
     sb_s_magic = "super_block"."s_magic";
     dentry_d_parent = "dentry"."d_parent";
+    dentry_d_inode = "dentry"."d_inode";
     dentry_d_name_name = "dentry"."d_name.name";
     dentry_d_name_len = "dentry"."d_name.len";
     mount_mnt = "mount"."mnt";
@@ -119,13 +123,14 @@ const FIELDS: &[Field] = fields! {
     pt_regs_arg0 = "pt_regs".ARG_FIELDS[0], optional::SYSCALL_ARGS;
     pt_regs_arg1 = "pt_regs".ARG_FIELDS[1], optional::SYSCALL_ARGS;
     pt_regs_arg2 = "pt_regs".ARG_FIELDS[2], optional::SYSCALL_ARGS;
-    pt_regs_arg4 = "pt_regs".ARG_FIELDS[3], optional::SYSCALL_ARGS;
+    pt_regs_arg3 = "pt_regs".ARG_FIELDS[3], optional::SYSCALL_ARGS;
+    pt_regs_arg4 = "pt_regs".ARG_FIELDS[4], optional::SYSCALL_ARGS;
     pt_regs_ret = "pt_regs".RET_FIELD, optional::SYSCALL_ARGS;
 };
 
-/// The saved registers of syscall arguments 0, 1, 2 and 4 (the x86-64 syscall ABI).
+/// The saved registers of syscall arguments 0 to 4 (the x86-64 syscall ABI).
 #[cfg(target_arch = "x86_64")]
-const ARG_FIELDS: [&str; 4] = ["di", "si", "dx", "r8"];
+const ARG_FIELDS: [&str; 5] = ["di", "si", "dx", "r10", "r8"];
 /// The saved register holding the syscall's return value.
 #[cfg(target_arch = "x86_64")]
 const RET_FIELD: &str = "ax";
@@ -133,7 +138,13 @@ const RET_FIELD: &str = "ax";
 // member path cannot name; failed execs are not reported there until the resolver takes an
 // array index.
 #[cfg(target_arch = "aarch64")]
-const ARG_FIELDS: [&str; 4] = ["orig_x0", "unresolved", "unresolved", "unresolved"];
+const ARG_FIELDS: [&str; 5] = [
+    "orig_x0",
+    "unresolved",
+    "unresolved",
+    "unresolved",
+    "unresolved",
+];
 #[cfg(target_arch = "aarch64")]
 const RET_FIELD: &str = "unresolved";
 

@@ -11,11 +11,11 @@ pub mod verify;
 use std::path::Path;
 
 use aya::{
-    maps::{MapData, PerCpuArray, RingBuf},
+    maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
     programs::{BtfTracePoint, TracePoint},
     Btf, Ebpf, EbpfLoader,
 };
-use sensor_common::{offsets::Settings, KernelOffsets};
+use sensor_common::{offsets::Settings, KernelOffsets, SyscallPaths};
 
 use crate::config::Config;
 
@@ -126,7 +126,81 @@ pub struct Loaded {
     /// Records of other processes read during the start-up check, for the reader to handle
     /// first.
     pub backlog: Vec<Vec<u8>>,
+    /// FIM's map and ring buffer, when FIM is on.
+    pub fim: Option<crate::fim::Kernel>,
 }
+
+/// File-integrity hooks, attached when `fim.paths` is not empty. Creates and closes use the
+/// open and close syscalls' tracepoints (every kernel); change times use the `timestamp`
+/// tracepoints, 6.13+ (multigrain timestamps).
+const FIM_HOOKS: &[Hook] = &[
+    Hook {
+        program: "fim_open",
+        tracepoint: "sys_exit_openat",
+        category: Some("syscalls"),
+        required: false,
+    },
+    Hook {
+        program: "fim_open",
+        tracepoint: "sys_exit_open",
+        category: Some("syscalls"),
+        required: false,
+    },
+    Hook {
+        program: "fim_open",
+        tracepoint: "sys_exit_openat2",
+        category: Some("syscalls"),
+        required: false,
+    },
+    Hook {
+        program: "fim_open",
+        tracepoint: "sys_exit_creat",
+        category: Some("syscalls"),
+        required: false,
+    },
+    Hook {
+        program: "fim_open",
+        tracepoint: "sys_exit_open_by_handle_at",
+        category: Some("syscalls"),
+        required: false,
+    },
+    Hook {
+        program: "fim_close",
+        tracepoint: "sys_enter_close",
+        category: Some("syscalls"),
+        required: false,
+    },
+    Hook {
+        program: "fim_dup",
+        tracepoint: "sys_enter_dup2",
+        category: Some("syscalls"),
+        required: false,
+    },
+    Hook {
+        program: "fim_dup",
+        tracepoint: "sys_enter_dup3",
+        category: Some("syscalls"),
+        required: false,
+    },
+    Hook {
+        program: "fim_ctime_ns_xchg",
+        tracepoint: "ctime_ns_xchg",
+        category: None,
+        required: false,
+    },
+    Hook {
+        program: "fim_ctime_xchg_skip",
+        tracepoint: "ctime_xchg_skip",
+        category: None,
+        required: false,
+    },
+    Hook {
+        program: "fim_inode_set_ctime_to_ts",
+        tracepoint: "inode_set_ctime_to_ts",
+        category: None,
+        required: false,
+    },
+];
 
 /// Loads the programs with offsets for the running kernel, attaches every hook and checks what
 /// they read against a known process.
@@ -165,6 +239,8 @@ pub fn load_with(
         .override_global(aya_log::LEVEL, &log_level, false)
         .map_max_entries("SCRATCH", cpus as u32)
         .map_max_entries("EVENTS", config.ring_buffer_bytes)
+        .map_max_entries("WATCHED", config.fim.max_watched)
+        .map_max_entries("FIM_EVENTS", config.fim.ring_buffer_bytes)
         .load(OBJECT)?;
     if log_level != 0 {
         match aya_log::EbpfLogger::init(&mut ebpf) {
@@ -180,7 +256,9 @@ pub fn load_with(
     }
     let mut attached = Vec::new();
     let mut refused = Vec::new();
-    for hook in HOOKS {
+    let fim_on = !config.fim.paths.is_empty();
+    let fim_hooks = if fim_on { FIM_HOOKS } else { &[] };
+    for hook in HOOKS.iter().chain(fim_hooks) {
         let name = hook.name();
         match attach(&mut ebpf, hook, &btf) {
             Ok(()) => {
@@ -195,6 +273,16 @@ pub fn load_with(
             Err(e) => return Err(e),
         }
     }
+
+    let fim = if fim_on {
+        attach_fim_syscalls(&mut ebpf, &mut attached, &mut refused)?;
+        Some(crate::fim::Kernel {
+            watched: take_map(&mut ebpf, "WATCHED")?,
+            ring: take_map(&mut ebpf, "FIM_EVENTS")?,
+        })
+    } else {
+        None
+    };
 
     let (program_types, program_types_refused) =
         split_probed(probe::program_types(&mut ebpf, &btf));
@@ -211,7 +299,68 @@ pub fn load_with(
         program_types,
         program_types_refused,
         backlog,
+        fim,
     })
+}
+
+/// Attaches `fim_syscall_exit` to the exit of every namespace and attribute syscall and
+/// tells the programs, through `FIM_SYSCALLS`, which ones it watches and where their names
+/// are. A syscall whose exit is not attached is left out of the map, so its changes count as
+/// content changes rather than waiting for an exit that never comes.
+fn attach_fim_syscalls(
+    ebpf: &mut Ebpf,
+    attached: &mut Vec<String>,
+    refused: &mut Vec<String>,
+) -> Result<(), LoadError> {
+    let mut ok: Vec<(u32, SyscallPaths)> = Vec::new();
+    for sc in crate::fim::syscalls::SYSCALLS {
+        let tracepoint = format!("sys_exit_{}", sc.name);
+        let name = format!("tracepoint/syscalls/{tracepoint}");
+        let result = ebpf
+            .program_mut("fim_syscall_exit")
+            .ok_or(LoadError::MissingProgram("fim_syscall_exit"))
+            .and_then(|p| {
+                let p: &mut TracePoint = p
+                    .try_into()
+                    .map_err(|e| attach_error("fim_syscall_exit", e))?;
+                if p.fd().is_err() {
+                    p.load().map_err(|e| attach_error("fim_syscall_exit", e))?;
+                }
+                p.attach("syscalls", &tracepoint)
+                    .map_err(|e| attach_error("fim_syscall_exit", e))
+            });
+        match result {
+            Ok(_) => {
+                tracing::debug!(hook = %name, "attached");
+                attached.push(name);
+                ok.push((sc.nr, sc.paths));
+            }
+            Err(e) => {
+                let reason = error_chain(&e);
+                tracing::debug!(hook = %name, error = %reason, "hook unavailable");
+                refused.push(format!("{name}: {reason}"));
+            }
+        }
+    }
+    let map = ebpf
+        .map_mut("FIM_SYSCALLS")
+        .ok_or(LoadError::MissingMap("FIM_SYSCALLS"))?;
+    let mut map: BpfHashMap<_, u32, SyscallPaths> =
+        BpfHashMap::try_from(map).map_err(|source| LoadError::Map {
+            name: "FIM_SYSCALLS",
+            source,
+        })?;
+    for (nr, paths) in ok {
+        map.insert(nr, paths, 0).map_err(|source| LoadError::Map {
+            name: "FIM_SYSCALLS",
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+fn attach_error(hook: &'static str, source: aya::programs::ProgramError) -> LoadError {
+    LoadError::Attach { hook, source }
 }
 
 fn attach(ebpf: &mut Ebpf, hook: &Hook, btf: &Btf) -> Result<(), LoadError> {
@@ -230,7 +379,10 @@ fn attach(ebpf: &mut Ebpf, hook: &Hook, btf: &Btf) -> Result<(), LoadError> {
         }
         Some(category) => {
             let program: &mut TracePoint = program.try_into().map_err(fail)?;
-            program.load().map_err(fail)?;
+            // One program may serve several tracepoints (the open family); load it once.
+            if program.fd().is_err() {
+                program.load().map_err(fail)?;
+            }
             program.attach(category, hook.tracepoint).map_err(fail)?;
         }
     }
@@ -254,6 +406,7 @@ pub fn probe_program_types() -> Result<Vec<probe::Probed>, LoadError> {
     raise_memlock();
     let mut ebpf = EbpfLoader::new()
         .map_max_entries("EVENTS", 4096)
+        .map_max_entries("FIM_EVENTS", 4096)
         .load(OBJECT)?;
     let btf = Btf::from_sys_fs()?;
     Ok(probe::program_types(&mut ebpf, &btf))

@@ -118,7 +118,9 @@ mod tests {
             args: vec![b"x".to_vec(), vec![], b"y".to_vec()],
         };
 
-        let event = tracker.handle(&Record::ExecFailed(Box::new(failed)));
+        let event = tracker
+            .handle(&Record::ExecFailed(Box::new(failed)))
+            .unwrap();
 
         assert_eq!(
             (event.action.as_str(), event.outcome.as_str()),

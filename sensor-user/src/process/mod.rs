@@ -33,15 +33,17 @@ impl Tracker {
         Self { host, table }
     }
 
-    /// The event for `record`, updating the table on the way.
-    pub fn handle(&mut self, record: &Record) -> Event {
+    /// The event for a process record, updating the table on the way; `None` for records of
+    /// other stages (file integrity has a ring buffer and a thread of its own).
+    pub fn handle(&mut self, record: &Record) -> Option<Event> {
         let now = Instant::now();
-        match record {
+        Some(match record {
             Record::Fork(fork) => self.fork(fork, now),
             Record::Exec(exec) => self.exec(exec, now),
             Record::ExecFailed(failed) => self.exec_failed(failed),
             Record::Exit(exit) => self.exit(exit, now),
-        }
+            Record::Fim(_) => return None,
+        })
     }
 
     fn base(&self, action: &str, boot_ns: u64) -> Event {
@@ -233,7 +235,7 @@ fn set_creds(process: &mut Process, creds: &Creds) {
 
 /// `path` made absolute against `cwd`, with `.` components and doubled slashes removed. `..`
 /// is kept: without the filesystem it cannot be resolved safely through symlinks.
-fn absolute(cwd: &[u8], path: &[u8]) -> Vec<u8> {
+pub(crate) fn absolute(cwd: &[u8], path: &[u8]) -> Vec<u8> {
     let joined = if path.starts_with(b"/") {
         path.to_vec()
     } else {
@@ -329,9 +331,9 @@ mod tests {
         let mut rec: ExitRecord = unsafe { std::mem::zeroed() };
 
         rec.exit_code = 7 << 8;
-        let normal = tracker.handle(&Record::Exit(rec)).process.unwrap();
+        let normal = tracker.handle(&Record::Exit(rec)).unwrap().process.unwrap();
         rec.exit_code = 9;
-        let killed = tracker.handle(&Record::Exit(rec)).process.unwrap();
+        let killed = tracker.handle(&Record::Exit(rec)).unwrap().process.unwrap();
 
         assert_eq!((normal.exit_code, normal.exit_signal), (Some(7), None));
         assert_eq!((killed.exit_code, killed.exit_signal), (None, Some(9)));

@@ -1,0 +1,520 @@
+//! File integrity: which watched file or directory changed, by whom, through which call.
+//!
+//! The collector fills [`WATCHED`] with the device and inode of every watched file and
+//! directory, so a file is recognised by identity whatever name reaches it: a hard link
+//! elsewhere, a bind mount, a relative or dirfd-relative path, a renamed parent. Four hooks:
+//!
+//! - `fim_open` (exit of the open family): a file the open created (`FMODE_CREATED`) inside a
+//!   watched directory is added to the map and reported.
+//! - `fim_close` (entry of `close`, and `fim_dup` for `dup2`/`dup3`, which close the target
+//!   descriptor): the last reference to a file open for writing on a watched inode is going
+//!   away; the collector compares the content then, which covers every way of writing through
+//!   a descriptor (the write family, mappings, splice, copy_file_range, AIO).
+//! - `fim_ctime_*` (the inode change-time tracepoints, 6.13+): every change to an inode moves
+//!   its ctime. Inside a namespace or attribute syscall the watched object is remembered for the
+//!   syscall's exit; anywhere else a watched file's content changed, which is reported at once
+//!   (writers that never close, mappings that outlive their descriptor, io_uring).
+//! - `fim_syscall_exit` (exit of unlink, rename, link, chmod, ...): when the syscall touched a
+//!   watched object, one record with its arguments, names as passed with the directory each is
+//!   taken against, rebuilt from the kernel's objects.
+//!
+//! An unwatched file costs one hash lookup in each hook, and nothing is sent for it.
+
+use aya_ebpf::{
+    bindings::BPF_F_NO_PREALLOC,
+    helpers::{
+        bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_get_current_task_btf,
+        bpf_get_smp_processor_id, bpf_ktime_get_boot_ns,
+        generated::{bpf_probe_read_user_str, bpf_task_pt_regs},
+    },
+    macros::{btf_tracepoint, map, tracepoint},
+    maps::{HashMap, LruHashMap},
+    programs::{BtfTracePointContext, TracePointContext},
+};
+use sensor_common::{
+    fim_flags, kind, offsets::optional, watch, FileKey, FimRecord, SyscallPaths, Touched,
+    EXEC_SCRATCH, FIM_TOUCHED, PATH_BUF, PATH_SPAN,
+};
+
+use crate::{
+    kernel::{
+        comm, creds, fd_file, get, get_ptr, is_self, present, read, str_len, task_ids, KPtr,
+        AT_FDCWD,
+    },
+    maps::{count_lost, off, output_to, FIM_EVENTS, SCRATCH},
+    path::write_path,
+};
+
+/// Watched files and directories by identity; values are bits of [`watch`]. Sized by the
+/// collector (`fim.max_watched`).
+#[map]
+pub static WATCHED: HashMap<FileKey, u32> = HashMap::with_max_entries(1, BPF_F_NO_PREALLOC);
+
+/// Namespace and attribute syscalls whose exit is hooked, by number, with where their names
+/// are; filled by the collector for the syscalls it attached.
+#[map]
+pub static FIM_SYSCALLS: HashMap<u32, SyscallPaths> = HashMap::with_max_entries(128, 0);
+
+/// Watched objects touched by the syscall a thread is in, by thread id, until its exit.
+#[map]
+static PENDING: LruHashMap<u32, Pending> = LruHashMap::with_max_entries(8192, 0);
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Pending {
+    nr: u32,
+    len: u32,
+    /// `struct inode *` of each touched object, to read its link count at the exit.
+    inodes: [u64; FIM_TOUCHED],
+    touched: [Touched; FIM_TOUCHED],
+}
+
+/// `f_mode` bits.
+const FMODE_WRITE: u32 = 1 << 1;
+const FMODE_CREATED: u32 = 1 << 20;
+
+const HEADER: usize = core::mem::size_of::<FimRecord>();
+/// Every variable-data offset is masked to this span: a no-op (the data ends below it) that
+/// gives the verifier a bound.
+const DATA_MASK: usize = 8 * PATH_SPAN - 1;
+
+/// Offsets of the return value and first argument in a classic syscall tracepoint's record.
+const TP_SYSCALL_NR: usize = 8;
+const TP_RET_OR_ARG0: usize = 16;
+
+#[tracepoint]
+pub fn fim_open(ctx: TracePointContext) -> u32 {
+    let _ = try_open(&ctx);
+    0
+}
+
+fn try_open(ctx: &TracePointContext) -> Option<()> {
+    // SAFETY: every syscall exit record has `long ret` at this offset.
+    let ret: i64 = unsafe { ctx.read_at(TP_RET_OR_ARG0) }.ok()?;
+    if ret < 0 {
+        return None;
+    }
+    // SAFETY: plain helper call.
+    let task = unsafe { bpf_get_current_task_btf() } as KPtr;
+    let file = fd_file(task, ret as i32)?;
+    let mode: u32 = get(file, off!(file_f_mode));
+    if mode & FMODE_CREATED == 0 {
+        return None;
+    }
+    let dentry = get_ptr(file, off!(file_f_path) + off!(path_dentry));
+    let dir = get_ptr(get_ptr(dentry, off!(dentry_d_parent)), off!(dentry_d_inode));
+    // SAFETY: the value is copied out at once.
+    let parent = unsafe { WATCHED.get(inode_key(dir)) }.copied()?;
+    if parent & watch::DIR == 0 {
+        return None;
+    }
+    let key = inode_key(get_ptr(file, off!(file_f_inode)));
+    // A full map leaves the file unwatched; the collector's own accounting notices.
+    let _ = WATCHED.insert(key, watch::FILE, 0);
+    send(ctx, kind::FIM_CREATE, task, key, file);
+    Some(())
+}
+
+#[tracepoint]
+pub fn fim_close(ctx: TracePointContext) -> u32 {
+    // SAFETY: `sys_enter_close` has its `fd` argument at this offset.
+    if let Ok(fd) = unsafe { ctx.read_at::<u64>(TP_RET_OR_ARG0) } {
+        let _ = try_close(&ctx, fd as i32);
+    }
+    0
+}
+
+/// `dup2` and `dup3` close whatever `newfd` held (a shell restoring its output after
+/// `echo x > file` does exactly this), so they count as a close of that file.
+#[tracepoint]
+pub fn fim_dup(ctx: TracePointContext) -> u32 {
+    // SAFETY: `sys_enter_dup2` and `sys_enter_dup3` have `oldfd` and `newfd` at these offsets.
+    let fds = unsafe { (ctx.read_at::<u64>(16), ctx.read_at::<u64>(24)) };
+    if let (Ok(old), Ok(new)) = fds {
+        if old != new {
+            let _ = try_close(&ctx, new as i32);
+        }
+    }
+    0
+}
+
+fn try_close(ctx: &TracePointContext, fd: i32) -> Option<()> {
+    // SAFETY: plain helper call.
+    let task = unsafe { bpf_get_current_task_btf() } as KPtr;
+    let file = fd_file(task, fd)?;
+    let mode: u32 = get(file, off!(file_f_mode));
+    if mode & FMODE_WRITE == 0 || !last_reference(file) {
+        // Another descriptor (a dup, a child's copy) or a mapping still holds the file: the
+        // change is complete at the last close, or reported when its change time settles.
+        return None;
+    }
+    let key = inode_key(get_ptr(file, off!(file_f_inode)));
+    // SAFETY: the value is copied out at once.
+    let flags = unsafe { WATCHED.get(key) }.copied()?;
+    if flags & watch::FILE == 0 {
+        return None;
+    }
+    send(ctx, kind::FIM_CLOSE, task, key, file);
+    Some(())
+}
+
+/// Whether the descriptor being closed holds the file's only reference.
+#[inline(always)]
+fn last_reference(file: KPtr) -> bool {
+    if present(optional::FILE_REF) {
+        // `file_ref_t` counts from 0 for one reference.
+        get::<i64>(file, off!(file_f_ref)) == 0
+    } else if present(optional::FILE_COUNT) {
+        get::<i64>(file, off!(file_f_count)) == 1
+    } else {
+        true
+    }
+}
+
+#[btf_tracepoint(function = "ctime_ns_xchg")]
+pub fn fim_ctime_ns_xchg(ctx: BtfTracePointContext) -> i32 {
+    let _ = try_ctime(&ctx);
+    0
+}
+
+#[btf_tracepoint(function = "ctime_xchg_skip")]
+pub fn fim_ctime_xchg_skip(ctx: BtfTracePointContext) -> i32 {
+    let _ = try_ctime(&ctx);
+    0
+}
+
+#[btf_tracepoint(function = "inode_set_ctime_to_ts")]
+pub fn fim_inode_set_ctime_to_ts(ctx: BtfTracePointContext) -> i32 {
+    let _ = try_ctime(&ctx);
+    0
+}
+
+fn try_ctime(ctx: &BtfTracePointContext) -> Option<()> {
+    // The first argument of all three tracepoints is the `struct inode *`.
+    let inode: KPtr = ctx.arg(0);
+    let key = inode_key(inode);
+    // SAFETY: the value is copied out at once.
+    let watched = unsafe { WATCHED.get(key) }.copied();
+    // SAFETY: plain helper call.
+    let task = unsafe { bpf_get_current_task_btf() } as KPtr;
+    let nr = syscall_nr(task);
+    // SAFETY: the value is copied out at once.
+    let names = unsafe { FIM_SYSCALLS.get(nr) }.copied();
+    let flags = match (watched, names) {
+        (Some(flags), None) => {
+            if flags & watch::FILE != 0 {
+                send(ctx, kind::FIM_CHANGE, task, key, core::ptr::null());
+            }
+            return Some(());
+        }
+        (Some(flags), Some(_)) => flags,
+        // A directory being made: kept as a candidate, watched at the exit if its parent is.
+        (None, Some(n)) if n.flags & SyscallPaths::ADDS_DIR != 0 => 0,
+        (None, _) => return None,
+    };
+    let tid = bpf_get_current_pid_tgid() as u32;
+    let entry = Touched {
+        key,
+        nlink: 0,
+        flags,
+    };
+    match PENDING.get_ptr_mut(tid) {
+        // SAFETY: the entry is this thread's; only this thread's programs touch it.
+        Some(p) if unsafe { (*p).nr } == nr => {
+            // SAFETY: as above.
+            let p = unsafe { &mut *p };
+            let len = p.len as usize;
+            for i in 0..FIM_TOUCHED {
+                if i < len && p.touched[i].key == key {
+                    return Some(());
+                }
+            }
+            if let (Some(slot), Some(ptr)) = (p.touched.get_mut(len), p.inodes.get_mut(len)) {
+                *slot = entry;
+                *ptr = inode as u64;
+                p.len += 1;
+            }
+        }
+        _ => {
+            let mut p = Pending {
+                nr,
+                len: 1,
+                inodes: [0; FIM_TOUCHED],
+                touched: [Touched::default(); FIM_TOUCHED],
+            };
+            p.inodes[0] = inode as u64;
+            p.touched[0] = entry;
+            let _ = PENDING.insert(tid, p, 0);
+        }
+    }
+    Some(())
+}
+
+#[tracepoint]
+pub fn fim_syscall_exit(ctx: TracePointContext) -> u32 {
+    let _ = try_syscall_exit(&ctx);
+    0
+}
+
+fn try_syscall_exit(ctx: &TracePointContext) -> Option<()> {
+    let tid = bpf_get_current_pid_tgid() as u32;
+    let pending = PENDING.get_ptr(tid)?;
+    let sent = syscall_record(ctx, pending);
+    // The entry stays readable until the program ends (RCU), so it is removed only now.
+    let _ = PENDING.remove(tid);
+    sent
+}
+
+#[inline(always)]
+fn syscall_record(ctx: &TracePointContext, pending: *const Pending) -> Option<()> {
+    // SAFETY: `pending` is this thread's entry; only this thread's programs touch it.
+    let pending = unsafe { &*pending };
+    // SAFETY: every syscall exit record has these fields at these offsets.
+    let nr: i32 = unsafe { ctx.read_at(TP_SYSCALL_NR) }.ok()?;
+    // SAFETY: as above.
+    let ret: i64 = unsafe { ctx.read_at(TP_RET_OR_ARG0) }.ok()?;
+    if nr as u32 != pending.nr || ret < 0 {
+        return None;
+    }
+    // SAFETY: the value is copied out at once.
+    let names = unsafe { FIM_SYSCALLS.get(pending.nr) }.copied()?;
+    // SAFETY: plain helper call.
+    let task = unsafe { bpf_get_current_task_btf() } as KPtr;
+
+    let (buf, rec) = scratch()?;
+    fill(rec, kind::FIM_SYSCALL, task);
+    rec.ret = ret;
+    rec.syscall_nr = pending.nr;
+    rec.touched_len = pending.len;
+    // Bits a directory made inside a watched one inherits (zero: no watched parent touched).
+    let mut inherit = 0;
+    for i in 0..FIM_TOUCHED {
+        if pending.touched[i].flags & watch::DIR != 0 {
+            inherit = pending.touched[i].flags & (watch::DIR | watch::PARTIAL);
+        }
+    }
+    let mut any_watched = false;
+    for i in 0..FIM_TOUCHED {
+        let live = i < pending.len as usize;
+        let t = &mut rec.touched[i];
+        t.key = pending.touched[i].key;
+        t.flags = pending.touched[i].flags;
+        t.nlink = get(pending.inodes[i] as KPtr, off!(inode_i_nlink));
+        if live && t.flags == 0 && inherit != 0 {
+            t.flags = inherit;
+            let _ = WATCHED.insert(t.key, inherit, 0);
+        }
+        if live && t.flags != 0 {
+            any_watched = true;
+        }
+        if live && t.flags != 0 && t.nlink == 0 {
+            // Gone from the namespace: a later file given the same inode number is not this
+            // one. Removed here, in order with the kernel's own reuse of the number.
+            let _ = WATCHED.remove(t.key);
+        }
+    }
+    if !any_watched || is_self(rec.ids.tgid) {
+        return None;
+    }
+    // SAFETY: plain helper call; the registers are the current task's, saved at syscall entry.
+    let regs = unsafe { bpf_task_pt_regs(task as *mut _) } as KPtr;
+    rec.args[0] = get(regs, off!(pt_regs_arg0));
+    rec.args[1] = get(regs, off!(pt_regs_arg1));
+    rec.args[2] = get(regs, off!(pt_regs_arg2));
+    rec.args[3] = get(regs, off!(pt_regs_arg3));
+    rec.args[4] = get(regs, off!(pt_regs_arg4));
+
+    let mut at = HEADER;
+    let fd_file = arg_at(&rec.args, names.fd).and_then(|fd| fd_file(task, fd as i32));
+    if let Some(file) = fd_file {
+        let written = write_path(
+            file.wrapping_add(off!(file_f_path)),
+            buf.wrapping_add(at & DATA_MASK),
+        );
+        if written.truncated {
+            rec.flags |= fim_flags::PATH_TRUNCATED;
+        }
+        rec.path_len = written.len as u32;
+        at += written.len & (PATH_SPAN - 1);
+    }
+    exe(task, buf, &mut at, rec);
+    let (n, b) = name(task, names.path0, names.dirfd0, buf, &mut at, rec);
+    rec.name0_len = n;
+    rec.base0_len = b;
+    let (n, b) = name(task, names.path1, names.dirfd1, buf, &mut at, rec);
+    rec.name1_len = n;
+    rec.base1_len = b;
+
+    rec.header.size = at as u32;
+    // SAFETY: `at` is below EXEC_SCRATCH (asserted in sensor-common); the mask restates it.
+    let data = unsafe { core::slice::from_raw_parts(buf, at & (EXEC_SCRATCH - 1)) };
+    output_to(&FIM_EVENTS, ctx, data);
+    Some(())
+}
+
+/// Writes the executable of `task` at `buf + *at` and advances `*at`; nothing for a task
+/// without one (a kernel thread).
+#[inline(always)]
+fn exe(task: KPtr, buf: *mut u8, at: &mut usize, rec: &mut FimRecord) {
+    let exe_file = get_ptr(get_ptr(task, off!(task_mm)), off!(mm_exe_file));
+    if exe_file.is_null() {
+        return;
+    }
+    let written = write_path(
+        exe_file.wrapping_add(off!(file_f_path)),
+        buf.wrapping_add(*at & DATA_MASK),
+    );
+    if written.truncated {
+        rec.flags |= fim_flags::EXE_TRUNCATED;
+    }
+    rec.exe_len = written.len as u32;
+    *at += written.len & (PATH_SPAN - 1);
+}
+
+/// Copies one pathname argument (`path` is its index) to `buf + *at`, then, when it is
+/// relative, the directory it is taken against; returns both lengths and advances `*at`.
+#[inline(always)]
+fn name(
+    task: KPtr,
+    path: u8,
+    dirfd: u8,
+    buf: *mut u8,
+    at: &mut usize,
+    rec: &mut FimRecord,
+) -> (u32, u32) {
+    let Some(user) = arg_at(&rec.args, path) else {
+        return (0, 0);
+    };
+    let dst = buf.wrapping_add(*at & DATA_MASK);
+    // SAFETY: `dst` has PATH_REGION >= PATH_BUF bytes of room; the helper never faults.
+    let n = unsafe { bpf_probe_read_user_str(dst.cast(), PATH_BUF as u32, user as *const _) };
+    if n < 0 {
+        rec.flags |= fim_flags::NAME_UNREADABLE;
+        return (0, 0);
+    }
+    let len = str_len(n) & (PATH_SPAN - 1);
+    *at += len;
+    // SAFETY: `dst` is inside the scratch slot; the name's first byte.
+    if len <= 1 || unsafe { *dst } == b'/' {
+        return (len as u32, 0);
+    }
+    let fd = arg_at(&rec.args, dirfd).map_or(AT_FDCWD, |fd| fd as i32);
+    let base = if fd == AT_FDCWD {
+        get_ptr(task, off!(task_fs)).wrapping_add(off!(fs_pwd))
+    } else {
+        match fd_file(task, fd) {
+            Some(file) => file.wrapping_add(off!(file_f_path)),
+            None => return (len as u32, 0),
+        }
+    };
+    let written = write_path(base, buf.wrapping_add(*at & DATA_MASK));
+    if written.truncated {
+        rec.flags |= fim_flags::BASE_TRUNCATED;
+    }
+    let base_len = written.len & (PATH_SPAN - 1);
+    *at += base_len;
+    (len as u32, base_len as u32)
+}
+
+/// Argument `index` of five, `None` for [`SyscallPaths::NONE`].
+#[inline(always)]
+fn arg_at(args: &[u64; 5], index: u8) -> Option<u64> {
+    args.get(index as usize).copied()
+}
+
+/// Sends a create, close or change record: the fixed part and, for a file, its path.
+#[inline(always)]
+fn send<C: aya_ebpf::EbpfContext>(ctx: &C, kind: u32, task: KPtr, key: FileKey, file: KPtr) {
+    if is_self(crate::kernel::tgid(task)) {
+        return;
+    }
+    let Some((buf, rec)) = scratch() else {
+        return;
+    };
+    fill(rec, kind, task);
+    rec.key = key;
+    rec.syscall_nr = syscall_nr(task);
+    let mut size = HEADER;
+    if !file.is_null() {
+        let written = write_path(
+            file.wrapping_add(off!(file_f_path)),
+            buf.wrapping_add(HEADER),
+        );
+        if written.truncated {
+            rec.flags |= fim_flags::PATH_TRUNCATED;
+        }
+        rec.path_len = written.len as u32;
+        size += written.len & (PATH_SPAN - 1);
+    }
+    exe(task, buf, &mut size, rec);
+    rec.header.size = size as u32;
+    // SAFETY: `size` is below EXEC_SCRATCH; the mask restates it for the verifier.
+    let data = unsafe { core::slice::from_raw_parts(buf, size & (EXEC_SCRATCH - 1)) };
+    output_to(&FIM_EVENTS, ctx, data);
+}
+
+/// This CPU's scratch slot, as bytes and as a record.
+#[inline(always)]
+fn scratch() -> Option<(*mut u8, &'static mut FimRecord)> {
+    // SAFETY: plain helper call.
+    let cpu = unsafe { bpf_get_smp_processor_id() };
+    let Some(buf) = SCRATCH.get_ptr_mut(cpu) else {
+        count_lost();
+        return None;
+    };
+    let buf = buf as *mut u8;
+    // SAFETY: the slot is EXEC_SCRATCH bytes, aligned for the map value; programs do not nest
+    // on one CPU.
+    Some((buf, unsafe { &mut *(buf as *mut FimRecord) }))
+}
+
+/// Fills the fixed fields every FIM record has and zeroes the rest.
+#[inline(always)]
+fn fill(rec: &mut FimRecord, kind: u32, task: KPtr) {
+    rec.header.kind = kind;
+    // SAFETY: plain helper call.
+    rec.header.boot_ns = unsafe { bpf_ktime_get_boot_ns() };
+    rec.ids = task_ids(task);
+    rec.creds = creds(task);
+    // SAFETY: plain helper call; the current task is `task`.
+    rec.cgroup_id = unsafe { bpf_get_current_cgroup_id() };
+    rec.key = FileKey::default();
+    rec.ret = 0;
+    for a in rec.args.iter_mut() {
+        *a = 0;
+    }
+    rec.syscall_nr = u32::MAX;
+    rec.flags = 0;
+    for t in rec.touched.iter_mut() {
+        *t = Touched::default();
+    }
+    rec.touched_len = 0;
+    rec.path_len = 0;
+    rec.exe_len = 0;
+    rec.name0_len = 0;
+    rec.base0_len = 0;
+    rec.name1_len = 0;
+    rec.base1_len = 0;
+    rec.comm = comm(task);
+}
+
+/// Device and inode number of `inode`.
+#[inline(always)]
+fn inode_key(inode: KPtr) -> FileKey {
+    FileKey {
+        dev: get(get_ptr(inode, off!(inode_i_sb)), off!(sb_s_dev)),
+        _pad: 0,
+        ino: get(inode, off!(inode_i_ino)),
+    }
+}
+
+/// The syscall `task` is in, from its saved registers; `u32::MAX` when unknown.
+#[inline(always)]
+fn syscall_nr(task: KPtr) -> u32 {
+    if !present(optional::SYSCALL_NR) {
+        return u32::MAX;
+    }
+    // SAFETY: plain helper call on the current task.
+    let regs = unsafe { bpf_task_pt_regs(task as *mut _) } as KPtr;
+    read::<u64>(regs, off!(pt_regs_syscall_nr)).map_or(u32::MAX, |nr| nr as u32)
+}
