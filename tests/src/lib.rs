@@ -59,6 +59,12 @@ impl Sensor {
 
     /// Starts the sensor with extra TOML configuration.
     pub fn start_with_config(test: &str, toml: &str) -> Option<Self> {
+        Self::start_with_state(test, toml, None)
+    }
+
+    /// Starts the sensor with extra TOML configuration and, when given, a `state_dir` that
+    /// outlives this sensor (for tests across restarts).
+    pub fn start_with_state(test: &str, toml: &str, state: Option<&Path>) -> Option<Self> {
         let bin = bin_dir().join("sensor");
         if !bin.exists() {
             skip_or_fail(test, &format!("{} is not built", bin.display()));
@@ -71,7 +77,7 @@ impl Sensor {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("test dir");
         let config = dir.join("sensor.toml");
-        let state = dir.join("state");
+        let state = state.map_or_else(|| dir.join("state"), Path::to_path_buf);
         std::fs::write(
             &config,
             format!("state_dir = {:?}\n{toml}", state.display().to_string()),
@@ -157,6 +163,38 @@ impl Sensor {
     /// Waits until an `exec` whose args contain `marker` is written; returns all events.
     pub fn events_until_marker(&self, marker: &str) -> Vec<Value> {
         wait_for_marker(&self.json, marker, &self.log())
+    }
+
+    /// Creates the file `path` (in a watched directory) and waits until its `file-created`
+    /// event is written; returns every event so far. FIM events leave in the order their
+    /// kernel records came, so every change made before the marker is in.
+    pub fn fim_mark(&self, path: &str) -> Vec<Value> {
+        bash(&format!("echo mark > {path}"));
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let events = read_lines(&self.json);
+            if events
+                .iter()
+                .any(|e| action(e) == "file-created" && file_path(e) == path)
+            {
+                return events;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "FIM marker {path} never arrived; {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits until the FIM baseline scan has finished.
+    pub fn wait_fim_ready(&self) {
+        let deadline = Instant::now() + WAIT;
+        while self.status()["fim"]["baseline"] != "ready" {
+            assert!(Instant::now() < deadline, "FIM baseline never ready");
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// The sensor's status, as `sensorctl status` prints it.
@@ -283,6 +321,30 @@ fn decode(v: &Value, escaped: bool) -> Vec<u8> {
     } else {
         s.as_bytes().to_vec()
     }
+}
+
+/// `file.path` as exact text (escaped values decoded, lossy for non-UTF-8).
+pub fn file_path(e: &Value) -> String {
+    String::from_utf8_lossy(&decode(&e["file"]["path"], is_escaped(e, "file.path"))).into_owned()
+}
+
+/// FIM events (`file-*` actions, alerts included), in output order.
+pub fn file_events(events: &[Value]) -> Vec<&Value> {
+    let mut out: Vec<&Value> = events
+        .iter()
+        .filter(|e| action(e).starts_with("file-"))
+        .collect();
+    out.sort_by_key(|e| e["event"]["sequence"].as_u64());
+    out
+}
+
+/// Hex sha256 of `bytes`, as `file.hash.sha256` carries it.
+pub fn sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Events of `action` whose args contain `needle`.

@@ -1,0 +1,302 @@
+//! File-integrity scenarios on the real kernel: the FIM cases of `shared/cases/` as written,
+//! every kind of change, the evasions the kernel's identity filter defeats, and the baseline
+//! across restarts.
+//!
+//! Each test watches its tree and a marker directory; creating a marker file and waiting for
+//! its event flushes every FIM event made before it.
+
+use sensor_tests::*;
+use serde_json::Value;
+
+/// Configuration watching `paths` and the test's marker directory (made here).
+fn config(test: &str, paths: &[&str]) -> (String, String) {
+    let marks = format!("/tmp/fim-mark-{test}");
+    bash(&format!("rm -rf {marks} && mkdir -p {marks}"));
+    let list: Vec<String> = paths
+        .iter()
+        .copied()
+        .chain([marks.as_str()])
+        .map(|p| format!("{p:?}"))
+        .collect();
+    (format!("[fim]\npaths = [{}]\n", list.join(", ")), marks)
+}
+
+/// Runs `script`, then waits for a marker; returns the script's output and the FIM events
+/// about paths under `under`.
+fn trigger(sensor: &Sensor, marks: &str, under: &str, script: &str) -> (String, Vec<Value>) {
+    let out = bash(script);
+    let events = sensor.fim_mark(&format!("{marks}/{}", marker("done")));
+    let fim = file_events(&events)
+        .into_iter()
+        .filter(|e| {
+            let p = file_path(e);
+            p.starts_with(under) || fim_str(e, "old_path").starts_with(under)
+        })
+        .cloned()
+        .collect();
+    (out, fim)
+}
+
+/// The number after `label` in the script's output.
+fn printed(out: &str, label: &str) -> u64 {
+    out.lines()
+        .find_map(|l| l.strip_prefix(label))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no number after `{label}` in {out}"))
+}
+
+fn fim_str(e: &Value, field: &str) -> String {
+    e["sensor"]["fim"][field].as_str().unwrap_or("").to_string()
+}
+
+fn hash(e: &Value) -> &str {
+    e["file"]["hash"]["sha256"].as_str().unwrap_or("")
+}
+
+fn inode(e: &Value) -> u64 {
+    e["file"]["inode"].as_u64().unwrap_or(0)
+}
+
+fn exe(e: &Value) -> String {
+    process_str(e, "executable")
+}
+
+/// The first event after position `from` with `action` on `path`; its position and itself.
+fn next<'a>(events: &'a [Value], from: usize, act: &str, path: &str) -> (usize, &'a Value) {
+    events
+        .iter()
+        .enumerate()
+        .skip(from)
+        .find(|(_, e)| action(e) == act && e["event"]["kind"] == "event" && file_path(e) == path)
+        .unwrap_or_else(|| panic!("no {act} of {path} after #{from} in {}", show(events)))
+}
+
+fn show(events: &[Value]) -> String {
+    let lines: Vec<String> = events
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {} {} ino={} exe={} sha={:.12}",
+                e["event"]["kind"],
+                action(e),
+                file_path(e),
+                inode(e),
+                exe(e),
+                hash(e)
+            )
+        })
+        .collect();
+    format!("\n{}", lines.join("\n"))
+}
+
+#[test]
+fn case_10_hard_link_writes_are_attributed_to_the_watched_file() {
+    let (toml, marks) = config("case10", &["/tmp/case-10/watched"]);
+    let Some(sensor) = Sensor::start_with_config("case10", &toml) else {
+        return;
+    };
+    sensor.wait_fim_ready();
+    let secret = "/tmp/case-10/watched/secret.conf";
+    let alias = "/tmp/case-10/elsewhere/alias";
+
+    let (out, ev) = trigger(
+        &sensor,
+        &marks,
+        "/tmp/case-10",
+        r#"
+rm -rf /tmp/case-10 && mkdir -p /tmp/case-10/watched /tmp/case-10/elsewhere
+cd /tmp/case-10
+echo v1 > watched/secret.conf
+stat -c 'inode %i' watched/secret.conf
+ln watched/secret.conf elsewhere/alias                        # 1: second name
+echo v2 >> elsewhere/alias                                    # 2: append via alias
+/usr/bin/python3 -c 'open("/tmp/case-10/elsewhere/alias", "r+b").write(b"V")'   # 3: overwrite
+rm elsewhere/alias                                            # 4: drop the alias
+echo v3 >> watched/secret.conf                                # 5: direct write
+cd / && rm -rf /tmp/case-10
+"#,
+    );
+    let ino = printed(&out, "inode ");
+
+    let (at, created) = next(&ev, 0, "file-created", secret);
+    let (at, linked) = next(&ev, at, "file-linked", alias);
+    let (a2, append) = next(&ev, at, "file-modified", secret);
+    let (a3, overwrite) = next(&ev, a2 + 1, "file-modified", secret);
+    let (a4, unlinked) = next(&ev, a3, "file-deleted", alias);
+    let (a5, direct) = next(&ev, a4, "file-modified", secret);
+    assert_eq!(hash(created), sha256(b"v1\n"), "{}", show(&ev));
+    assert_eq!(exe(linked), "/usr/bin/ln");
+    assert_eq!(fim_str(linked, "existing_path"), secret);
+    assert_eq!(linked["sensor"]["fim"]["link_count"], 2);
+    assert!(
+        ev.iter()
+            .any(|e| e["event"]["kind"] == "alert" && action(e) == "file-linked"),
+        "an alert for the name outside the tree: {}",
+        show(&ev)
+    );
+    assert_eq!(exe(append), "/usr/bin/bash");
+    assert_eq!(fim_str(append, "written_path"), alias);
+    assert_eq!(hash(append), sha256(b"v1\nv2\n"));
+    assert!(
+        exe(overwrite).starts_with("/usr/bin/python3"),
+        "{}",
+        exe(overwrite)
+    );
+    assert_eq!(fim_str(overwrite, "written_path"), alias);
+    assert_eq!(hash(overwrite), sha256(b"V1\nv2\n"));
+    assert_eq!(exe(unlinked), "/usr/bin/rm");
+    assert_eq!(unlinked["sensor"]["fim"]["link_count"], 1);
+    assert_eq!(exe(direct), "/usr/bin/bash");
+    assert_eq!(hash(direct), sha256(b"V1\nv2\nv3\n"));
+    for e in [created, linked, append, overwrite, unlinked, direct] {
+        assert_eq!(inode(e), ino, "{e}");
+    }
+    assert!(
+        !ev[..a5]
+            .iter()
+            .any(|e| action(e) == "file-deleted" && file_path(e) == secret),
+        "the watched name was never deleted before the cleanup: {}",
+        show(&ev)
+    );
+}
+
+#[test]
+fn case_11_atomic_replace_follows_the_name_to_each_new_inode() {
+    let (toml, marks) = config("case11", &["/tmp/case-11/watched"]);
+    let Some(sensor) = Sensor::start_with_config("case11", &toml) else {
+        return;
+    };
+    sensor.wait_fim_ready();
+    let conf = "/tmp/case-11/watched/app.conf";
+
+    let (out, ev) = trigger(
+        &sensor,
+        &marks,
+        "/tmp/case-11",
+        r#"
+rm -rf /tmp/case-11 && mkdir -p /tmp/case-11/watched && cd /tmp/case-11
+echo a > watched/app.conf;                       stat -c '0 %i %n' watched/app.conf
+sed -i s/a/b/ watched/app.conf                 # 1: temp file + rename over
+stat -c '1 %i %n' watched/app.conf
+printf 'c\n' > watched/.app.new                # 2: explicit temp + mv -f
+mv -f watched/.app.new watched/app.conf;         stat -c '2 %i %n' watched/app.conf
+rm watched/app.conf && echo d > watched/app.conf   # 3: delete + recreate
+stat -c '3 %i %n' watched/app.conf             #    (ext4 often reuses the number)
+echo e >> watched/app.conf                     # 4: later in-place change
+mv watched/app.conf app.conf.bak               # 5: moved out of the watched tree
+cd / && rm -rf /tmp/case-11
+"#,
+    );
+    let ino: Vec<u64> = (0..4).map(|i| printed(&out, &format!("{i} "))).collect();
+
+    let temp = ev
+        .iter()
+        .position(|e| {
+            action(e) == "file-created" && file_path(e).starts_with("/tmp/case-11/watched/sed")
+        })
+        .unwrap_or_else(|| panic!("no sed temporary: {}", show(&ev)));
+    assert_eq!(exe(&ev[temp]), "/usr/bin/sed");
+    let (at, sed) = next(&ev, temp, "file-renamed", conf);
+    assert_eq!(fim_str(sed, "old_path"), file_path(&ev[temp]));
+    assert_eq!((inode(sed), hash(sed)), (ino[1], sha256(b"b\n").as_str()));
+    assert_eq!(sed["sensor"]["fim"]["replaced_inode"], ino[0]);
+    let (at, tmp2) = next(&ev, at, "file-created", "/tmp/case-11/watched/.app.new");
+    assert_eq!(exe(tmp2), "/usr/bin/bash");
+    let (at, mv) = next(&ev, at, "file-renamed", conf);
+    assert_eq!(exe(mv), "/usr/bin/mv");
+    assert_eq!((inode(mv), hash(mv)), (ino[2], sha256(b"c\n").as_str()));
+    assert_eq!(mv["sensor"]["fim"]["replaced_inode"], ino[1]);
+    let renames_of_temp = ev
+        .iter()
+        .filter(|e| fim_str(e, "old_path") == "/tmp/case-11/watched/.app.new")
+        .count();
+    assert_eq!(
+        renames_of_temp, 1,
+        "the failed RENAME_NOREPLACE made no event"
+    );
+    let (at, rm) = next(&ev, at, "file-deleted", conf);
+    assert_eq!((exe(rm), inode(rm)), ("/usr/bin/rm".into(), ino[2]));
+    let (at, recreated) = next(&ev, at, "file-created", conf);
+    assert_eq!(exe(recreated), "/usr/bin/bash");
+    assert_eq!(
+        (inode(recreated), hash(recreated)),
+        (ino[3], sha256(b"d\n").as_str())
+    );
+    let (at, appended) = next(&ev, at, "file-modified", conf);
+    assert_eq!(
+        (inode(appended), hash(appended)),
+        (ino[3], sha256(b"d\ne\n").as_str())
+    );
+    let (_, out_of_tree) = next(&ev, at, "file-renamed", "/tmp/case-11/app.conf.bak");
+    assert_eq!(exe(out_of_tree), "/usr/bin/mv");
+    assert_eq!(fim_str(out_of_tree, "old_path"), conf);
+}
+
+#[test]
+fn case_12_changes_without_write_are_seen() {
+    let (toml, marks) = config("case12", &["/tmp/case-12/watched"]);
+    let Some(sensor) = Sensor::start_with_config("case12", &toml) else {
+        return;
+    };
+    sensor.wait_fim_ready();
+
+    let (_, ev) = trigger(
+        &sensor,
+        &marks,
+        "/tmp/case-12",
+        r#"
+rm -rf /tmp/case-12 && mkdir -p /tmp/case-12/watched && cd /tmp/case-12
+echo "original-config-line" > watched/app.conf
+printf 'evil-line\n' > payload
+/usr/bin/python3 - <<'EOF'
+import mmap, os
+os.chdir("/tmp/case-12")
+fd = os.open("watched/app.conf", os.O_RDWR)               # 1: shared mmap, same size
+m = mmap.mmap(fd, 0, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+m[0:8] = b"TAMPERED"; m.flush(); m.close(); os.close(fd)
+src = os.open("payload", os.O_RDONLY)
+flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+dst = os.open("watched/copy.conf", flags, 0o644)           # 2: copy_file_range
+os.copy_file_range(src, dst, 10, 0); os.close(dst)
+dst = os.open("watched/sendfile.conf", flags, 0o644)       # 3: sendfile
+os.sendfile(dst, src, 0, 10); os.close(dst)
+r, w = os.pipe()
+os.write(w, b"evil-line\n")
+dst = os.open("watched/splice.conf", flags, 0o644)         # 4: splice from a pipe
+os.splice(r, dst, 10); os.close(dst)
+for x in (r, w, src):
+    os.close(x)
+EOF
+cd / && rm -rf /tmp/case-12
+"#,
+    );
+
+    let (_, mapped) = next(&ev, 0, "file-modified", "/tmp/case-12/watched/app.conf");
+    assert!(
+        exe(mapped).starts_with("/usr/bin/python3"),
+        "{}",
+        exe(mapped)
+    );
+    assert_eq!(
+        hash(mapped),
+        sha256(b"TAMPERED-config-line\n"),
+        "{}",
+        show(&ev)
+    );
+    for name in ["copy", "sendfile", "splice"] {
+        let path = format!("/tmp/case-12/watched/{name}.conf");
+        let last = ev
+            .iter()
+            .filter(|e| file_path(e) == path && !hash(e).is_empty())
+            .next_back()
+            .unwrap_or_else(|| panic!("no hashed event for {path}: {}", show(&ev)));
+        assert_eq!(hash(last), sha256(b"evil-line\n"), "{path}: {}", show(&ev));
+        assert!(exe(last).starts_with("/usr/bin/python3"));
+    }
+    assert!(
+        !ev.iter().any(|e| file_path(e) == "/tmp/case-12/payload"),
+        "the payload was only read: {}",
+        show(&ev)
+    );
+}
