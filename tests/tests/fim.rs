@@ -62,14 +62,16 @@ fn exe(e: &Value) -> String {
     process_str(e, "executable")
 }
 
-/// The first event after position `from` with `action` on `path`; its position and itself.
+/// The first event from position `from` on with `action` on `path`: the position after it,
+/// where the next search starts, and the event.
 fn next<'a>(events: &'a [Value], from: usize, act: &str, path: &str) -> (usize, &'a Value) {
     events
         .iter()
         .enumerate()
         .skip(from)
         .find(|(_, e)| action(e) == act && e["event"]["kind"] == "event" && file_path(e) == path)
-        .unwrap_or_else(|| panic!("no {act} of {path} after #{from} in {}", show(events)))
+        .map(|(i, e)| (i + 1, e))
+        .unwrap_or_else(|| panic!("no {act} of {path} from #{from} in {}", show(events)))
 }
 
 fn show(events: &[Value]) -> String {
@@ -122,7 +124,7 @@ cd / && rm -rf /tmp/case-10
     let (at, created) = next(&ev, 0, "file-created", secret);
     let (at, linked) = next(&ev, at, "file-linked", alias);
     let (a2, append) = next(&ev, at, "file-modified", secret);
-    let (a3, overwrite) = next(&ev, a2 + 1, "file-modified", secret);
+    let (a3, overwrite) = next(&ev, a2, "file-modified", secret);
     let (a4, unlinked) = next(&ev, a3, "file-deleted", alias);
     let (a5, direct) = next(&ev, a4, "file-modified", secret);
     assert_eq!(hash(created), sha256(b"v1\n"), "{}", show(&ev));
@@ -299,4 +301,233 @@ cd / && rm -rf /tmp/case-12
         "the payload was only read: {}",
         show(&ev)
     );
+}
+
+#[test]
+fn every_change_kind_and_each_evasion_is_reported_on_the_watched_name() {
+    let (toml, marks) = config("kinds", &["/tmp/fim-kinds/watched"]);
+    bash("rm -rf /tmp/fim-kinds && mkdir -p /tmp/fim-kinds/watched/sub /tmp/fim-kinds/other");
+    let Some(sensor) = Sensor::start_with_config("kinds", &toml) else {
+        return;
+    };
+    sensor.wait_fim_ready();
+    let _unmount = Unmount("/tmp/fim-kinds/other");
+    let a = "/tmp/fim-kinds/watched/a";
+
+    let (_, ev) = trigger(
+        &sensor,
+        &marks,
+        "/tmp/fim-kinds",
+        r#"
+cd /tmp/fim-kinds
+# A hash is read a few milliseconds after the close; shell builtins writing the same file
+# back to back are closer than that, so the first steps are spaced.
+echo one > watched/a; sleep 0.1
+echo two >> watched/a; sleep 0.1
+sed -i s/one/ONE/ watched/a
+chmod 600 watched/a
+chown 1234:4321 watched/a
+/usr/bin/python3 -c 'import os; os.setxattr("watched/a", "user.k", b"v")'
+touch -m -d '2001-02-03 04:05:06' watched/a
+truncate -s 2 watched/a
+/usr/bin/python3 - <<'PYEOF'
+import os
+d = os.open("/tmp/fim-kinds/watched", os.O_RDONLY | os.O_DIRECTORY)
+f = os.open("a", os.O_WRONLY | os.O_APPEND, dir_fd=d)   # dirfd-relative
+os.write(f, b"X"); os.close(f); os.close(d)
+PYEOF
+mount --bind watched other
+echo bind >> other/a
+umount other
+mv watched/sub watched/sub2
+echo s > watched/sub2/f
+ln -s a watched/link
+mkdir watched/newdir && echo n > watched/newdir/x
+echo u >> unwatched
+rm watched/a
+"#,
+    );
+
+    let (at, created) = next(&ev, 0, "file-created", a);
+    assert_eq!(hash(created), sha256(b"one\n"), "{}", show(&ev));
+    let (at, appended) = next(&ev, at, "file-modified", a);
+    assert_eq!(hash(appended), sha256(b"one\ntwo\n"));
+    let (at, replaced) = next(&ev, at, "file-renamed", a);
+    assert_eq!(exe(replaced), "/usr/bin/sed");
+    assert_eq!(hash(replaced), sha256(b"ONE\ntwo\n"));
+    for (tool, what) in [
+        ("chmod", "mode"),
+        ("chown", "owner"),
+        ("python3", "xattr"),
+        ("touch", "mtime"),
+    ] {
+        let e = ev[at..]
+            .iter()
+            .find(|e| {
+                action(e) == "file-attributes-changed"
+                    && e["sensor"]["fim"]["changed"]
+                        .as_array()
+                        .is_some_and(|c| c.iter().any(|x| x == what))
+            })
+            .unwrap_or_else(|| panic!("no {what} change: {}", show(&ev)));
+        assert!(exe(e).contains(tool), "{what}: {}", exe(e));
+        assert_eq!(file_path(e), a);
+    }
+    let chown = ev
+        .iter()
+        .find(|e| e["sensor"]["fim"]["syscall"] == "fchownat")
+        .unwrap_or_else(|| panic!("no chown: {}", show(&ev)));
+    assert_eq!(chown["file"]["uid"], "1234");
+    assert_eq!(chown["sensor"]["fim"]["previous"]["uid"], "0");
+    let (at, truncated) = next(&ev, at, "file-modified", a);
+    assert_eq!(hash(truncated), sha256(b"ON"), "{}", show(&ev));
+    let (at, dirfd) = next(&ev, at, "file-modified", a);
+    assert_eq!(hash(dirfd), sha256(b"ONX"));
+    let (at, bind) = next(&ev, at, "file-modified", a);
+    assert_eq!(hash(bind), sha256(b"ONXbind\n"));
+    assert_eq!(fim_str(bind, "written_path"), "/tmp/fim-kinds/other/a");
+    let (at, moved) = next(&ev, at, "file-renamed", "/tmp/fim-kinds/watched/sub2");
+    assert_eq!(fim_str(moved, "old_path"), "/tmp/fim-kinds/watched/sub");
+    let (at, inside) = next(&ev, at, "file-created", "/tmp/fim-kinds/watched/sub2/f");
+    assert_eq!(hash(inside), sha256(b"s\n"));
+    let (at, link) = next(&ev, at, "file-created", "/tmp/fim-kinds/watched/link");
+    assert_eq!(link["file"]["type"], "symlink");
+    assert_eq!(link["file"]["target_path"], "a");
+    let (at, dir) = next(&ev, at, "file-created", "/tmp/fim-kinds/watched/newdir");
+    assert_eq!(dir["file"]["type"], "dir");
+    let (at, x) = next(&ev, at, "file-created", "/tmp/fim-kinds/watched/newdir/x");
+    assert_eq!(exe(x), "/usr/bin/bash");
+    assert_eq!(hash(x), sha256(b"n\n"));
+    let (_, deleted) = next(&ev, at, "file-deleted", a);
+    assert_eq!(exe(deleted), "/usr/bin/rm");
+    assert!(
+        !ev.iter().any(|e| file_path(e).ends_with("/unwatched")),
+        "an unwatched file made no event: {}",
+        show(&ev)
+    );
+}
+
+/// Unmounts a bind mount when dropped, so a failing test leaves none behind.
+struct Unmount(&'static str);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.0)
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+#[test]
+fn changes_made_while_stopped_are_found_at_start_and_the_rest_is_quiet() {
+    let state = std::path::PathBuf::from("/tmp/fim-restart-state");
+    let _ = std::fs::remove_dir_all(&state);
+    bash(
+        "rm -rf /tmp/fim-restart && mkdir -p /tmp/fim-restart/watched && cd /tmp/fim-restart \
+         && echo keep > watched/keep && echo old > watched/change",
+    );
+    let (toml, marks) = config("restart", &["/tmp/fim-restart/watched"]);
+    let Some(first) = Sensor::start_with_state("restart1", &toml, Some(&state)) else {
+        return;
+    };
+    first.wait_fim_ready();
+    drop(first);
+
+    bash("cd /tmp/fim-restart && echo new >> watched/change && echo hi > watched/added");
+    let second = Sensor::start_with_state("restart2", &toml, Some(&state)).expect("restart");
+    second.wait_fim_ready();
+    let events = second.fim_mark(&format!("{marks}/{}", marker("done")));
+    let scan = second.ctl(&["fim", "scan"]);
+    drop(second);
+    let ev: Vec<Value> = file_events(&events)
+        .into_iter()
+        .filter(|e| file_path(e).starts_with("/tmp/fim-restart/"))
+        .cloned()
+        .collect();
+
+    let (_, changed) = next(&ev, 0, "file-modified", "/tmp/fim-restart/watched/change");
+    assert_eq!(fim_str(changed, "found_by"), "scan");
+    assert_eq!(hash(changed), sha256(b"old\nnew\n"));
+    let previous = &changed["sensor"]["fim"]["previous"]["hash"]["sha256"];
+    assert_eq!(previous, &sha256(b"old\n"));
+    let (_, added) = next(&ev, 0, "file-created", "/tmp/fim-restart/watched/added");
+    assert_eq!(fim_str(added, "found_by"), "scan");
+    assert_eq!(hash(added), sha256(b"hi\n"));
+    assert!(
+        !ev.iter().any(|e| file_path(e).ends_with("/keep")),
+        "the untouched file made no event: {}",
+        show(&ev)
+    );
+    let stderr = String::from_utf8_lossy(&scan.stderr);
+    let stdout = String::from_utf8_lossy(&scan.stdout);
+    assert!(
+        scan.status.success(),
+        "nothing differs now: {stderr} {stdout}"
+    );
+    assert!(
+        scan.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&scan.stdout)
+    );
+    let _ = std::fs::remove_dir_all(&state);
+}
+
+#[test]
+fn a_corrupt_baseline_is_a_clear_error_and_can_be_rebuilt() {
+    if !can_load("corrupt") {
+        return;
+    }
+    let dir = std::path::PathBuf::from("/tmp/fim-corrupt");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("state")).unwrap();
+    std::fs::write(dir.join("state/fim.redb"), vec![0x5a; 16384]).unwrap();
+    let config = dir.join("sensor.toml");
+    std::fs::write(
+        &config,
+        "state_dir = \"/tmp/fim-corrupt/state\"\nlisten = \"unix:/tmp/fim-corrupt/s.sock\"\n\
+         [fim]\npaths = [\"/tmp/fim-corrupt/watched\"]\n",
+    )
+    .unwrap();
+    let sensor = bin_dir().join("sensor");
+
+    let refused = std::process::Command::new(&sensor)
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .expect("run sensor");
+    let mut rebuilt = std::process::Command::new(&sensor)
+        .arg("--config")
+        .arg(&config)
+        .arg("--rebuild-baseline")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run sensor");
+    let deadline = std::time::Instant::now() + WAIT;
+    let ready = loop {
+        let status = std::process::Command::new(bin_dir().join("sensorctl"))
+            .args(["--server", "unix:/tmp/fim-corrupt/s.sock", "status"])
+            .output()
+            .expect("sensorctl");
+        if status.status.success() || std::time::Instant::now() > deadline {
+            break status.status.success();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    // SAFETY: kill only sends a signal to our own child.
+    unsafe { libc::kill(rebuilt.id() as i32, libc::SIGTERM) };
+    let _ = rebuilt.wait();
+
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success(),
+        "a corrupt baseline must stop the sensor"
+    );
+    assert!(
+        stderr.contains("/tmp/fim-corrupt/state/fim.redb"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--rebuild-baseline"), "{stderr}");
+    assert!(ready, "--rebuild-baseline starts with a new baseline");
+    let _ = std::fs::remove_dir_all(&dir);
 }

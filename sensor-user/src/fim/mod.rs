@@ -484,10 +484,10 @@ impl Fim {
         let skipped = done.as_ref().and_then(|d| d.skipped.clone());
         let mut now = done.and_then(|d| d.entry.ok());
         if let (Some(n), Some(p)) = (now.as_mut(), previous.as_ref()) {
-            // Not hashed (an attribute change): the content is the previous one if its size,
-            // modification time and inode are.
-            let same = (n.ino, n.size, n.mtime_ns) == (p.ino, p.size, p.mtime_ns);
-            if n.sha256.is_none() && !draft.hash && same {
+            // Not hashed (an attribute change): the content is the previous one while inode
+            // and size are. A write moves through a close or a settled change and is hashed
+            // there, so an mtime set back by hand does not hide it.
+            if n.sha256.is_none() && !draft.hash && (n.ino, n.size) == (p.ino, p.size) {
                 n.sha256 = p.sha256.clone();
             }
         }
@@ -699,9 +699,12 @@ fn actor(host: &Host, rec: &decode::Fim) -> Process {
     p
 }
 
-/// Which attributes differ between two states of a file.
+/// Which attributes differ between two states of a file. A directory's times and size move
+/// with every entry made or removed in it, which have events of their own, so they are not
+/// compared.
 fn attribute_changes(old: &Entry, new: &Entry) -> Vec<String> {
     let mut out = Vec::new();
+    let dir = old.is_dir() && new.is_dir();
     if old.mode != new.mode {
         out.push("mode".into());
     }
@@ -711,7 +714,7 @@ fn attribute_changes(old: &Entry, new: &Entry) -> Vec<String> {
     if old.gid != new.gid {
         out.push("group".into());
     }
-    if old.mtime_ns != new.mtime_ns {
+    if old.mtime_ns != new.mtime_ns && !dir {
         out.push("mtime".into());
     }
     if old.xattrs != new.xattrs {

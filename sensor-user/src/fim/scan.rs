@@ -194,11 +194,7 @@ impl Fim {
         for (path, new) in found {
             match self.state.get(path) {
                 None => emit(Action::Created, path, None, Some(new)),
-                Some(old)
-                    if (old.is_dir() != new.is_dir())
-                        || old.sha256 != new.sha256
-                        || old.size != new.size =>
-                {
+                Some(old) if content_differs(old, new) => {
                     emit(Action::Modified, path, Some(old), Some(new));
                 }
                 Some(old) if !attribute_changes(old, new).is_empty() || old.ino != new.ino => {
@@ -236,4 +232,13 @@ impl Fim {
             self.created.insert(entry.key(), created);
         }
     }
+}
+
+/// Whether a scan finds different content: another type, or for a regular file another hash
+/// or size.
+fn content_differs(old: &Entry, new: &Entry) -> bool {
+    if old.mode & libc::S_IFMT != new.mode & libc::S_IFMT {
+        return true;
+    }
+    new.is_regular() && (old.sha256 != new.sha256 || old.size != new.size)
 }
