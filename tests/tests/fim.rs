@@ -290,8 +290,7 @@ cd / && rm -rf /tmp/case-12
         let path = format!("/tmp/case-12/watched/{name}.conf");
         let last = ev
             .iter()
-            .filter(|e| file_path(e) == path && !hash(e).is_empty())
-            .next_back()
+            .rfind(|e| file_path(e) == path && !hash(e).is_empty())
             .unwrap_or_else(|| panic!("no hashed event for {path}: {}", show(&ev)));
         assert_eq!(hash(last), sha256(b"evil-line\n"), "{path}: {}", show(&ev));
         assert!(exe(last).starts_with("/usr/bin/python3"));
