@@ -176,6 +176,7 @@ fn status_json(s: &sensor_proto::v1::Status) -> serde_json::Value {
             "scans": f.scans,
             "last_scan_files": f.last_scan_files,
             "last_scan_millis": f.last_scan_millis,
+            "last_scan_bytes": f.last_scan_bytes,
         })),
     })
 }

@@ -62,6 +62,7 @@ pub struct FimStats {
     pub scans: AtomicU64,
     pub last_scan_files: AtomicU64,
     pub last_scan_millis: AtomicU64,
+    pub last_scan_bytes: AtomicU64,
 }
 
 impl FimStats {
@@ -81,6 +82,7 @@ impl FimStats {
             scans: self.scans.load(Relaxed),
             last_scan_files: self.last_scan_files.load(Relaxed),
             last_scan_millis: self.last_scan_millis.load(Relaxed),
+            last_scan_bytes: self.last_scan_bytes.load(Relaxed),
         }
     }
 }
@@ -153,6 +155,7 @@ pub fn start(
         names: Names::default(),
         created: HashMap::new(),
         dirty: HashMap::new(),
+        recheck: HashMap::new(),
         queue: VecDeque::new(),
         next_job: 1,
         unsaved: BTreeMap::new(),
@@ -291,6 +294,8 @@ struct Fim {
     names: Names,
     created: HashMap<FileKey, Created>,
     dirty: HashMap<FileKey, Dirty>,
+    /// Files changed again while a check of them was reading: the latest actor and time.
+    recheck: HashMap<FileKey, (Option<Process>, u64)>,
     queue: VecDeque<Item>,
     next_job: u64,
     unsaved: BTreeMap<Vec<u8>, Option<Entry>>,
@@ -378,6 +383,16 @@ impl Fim {
         let Some(path) = self.names.primary(key).cloned() else {
             return;
         };
+        let in_flight = self
+            .queue
+            .iter()
+            .any(|i| i.draft.key == key && i.draft.action == Action::Modified && i.done.is_none());
+        if in_flight {
+            // A check of this file is already reading it: one more runs when it is done, for
+            // what changed since. A burst of closes becomes a few events, never a lost change.
+            self.recheck.insert(key, (actor, boot_ns));
+            return;
+        }
         let mut d = Draft::new(Action::Modified, &path, key);
         d.actor = actor;
         d.boot_ns = Some(boot_ns);
@@ -454,7 +469,14 @@ impl Fim {
             let Some(item) = self.queue.pop_front() else {
                 break;
             };
+            let key = item.draft.key;
+            let modified = item.draft.action == Action::Modified;
             self.finalize(item.draft, item.done);
+            if modified {
+                if let Some((actor, boot_ns)) = self.recheck.remove(&key) {
+                    self.modified(key, actor, boot_ns, None, None);
+                }
+            }
         }
     }
 

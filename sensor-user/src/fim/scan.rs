@@ -7,6 +7,7 @@
 use std::{
     collections::BTreeMap,
     os::unix::ffi::OsStrExt,
+    sync::atomic::Ordering::Relaxed,
     time::{Duration, Instant},
 };
 
@@ -58,17 +59,12 @@ impl Fim {
         self.unsaved.clear();
         let millis = started.elapsed().as_millis() as u64;
         let s = &self.stats;
-        s.scans.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        s.last_scan_files.store(
-            self.state.len() as u64,
-            std::sync::atomic::Ordering::Relaxed,
-        );
-        s.last_scan_millis
-            .store(millis, std::sync::atomic::Ordering::Relaxed);
-        s.watched.store(
-            self.state.len() as u64,
-            std::sync::atomic::Ordering::Relaxed,
-        );
+        let files = self.state.len() as u64;
+        s.scans.fetch_add(1, Relaxed);
+        s.last_scan_files.store(files, Relaxed);
+        s.last_scan_millis.store(millis, Relaxed);
+        s.last_scan_bytes.store(hashed_bytes, Relaxed);
+        s.watched.store(files, Relaxed);
         tracing::debug!(
             files = self.state.len(),
             millis,

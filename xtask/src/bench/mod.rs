@@ -11,6 +11,8 @@ use std::{
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 
+mod fim;
+
 #[derive(Subcommand)]
 pub enum Which {
     /// Spawn rate of short processes: bare, with the sensor, with auditd recording execve.
@@ -22,12 +24,31 @@ pub enum Which {
         #[arg(long, default_value_t = 5)]
         rounds: u32,
     },
+    /// File writes, unwatched and watched, without and with the sensor; then the baseline scan
+    /// rate over a tree (default /usr).
+    Fim {
+        /// Writes per measurement (64 bytes each, one open); the open-append-close loop does a
+        /// tenth of this.
+        #[arg(long, default_value_t = 2_000_000)]
+        writes: u32,
+        /// Measurements per setting; medians are reported.
+        #[arg(long, default_value_t = 5)]
+        rounds: u32,
+        /// Tree whose first baseline scan is timed.
+        #[arg(long, default_value = "/usr")]
+        scan: PathBuf,
+    },
 }
 
 pub fn run(_root: &Path, bin: &Path, which: Which) -> Result<()> {
     crate::require_root("load the sensor and configure auditd")?;
     match which {
         Which::Exec { count, rounds } => exec(bin, count, rounds),
+        Which::Fim {
+            writes,
+            rounds,
+            scan,
+        } => fim::run(bin, writes, rounds, &scan),
     }
 }
 
@@ -190,6 +211,12 @@ struct BenchSensor {
 
 impl BenchSensor {
     fn start(bin: &Path) -> Result<Self> {
+        // The exec bench measures process hooks alone; FIM has a bench of its own.
+        Self::start_with(bin, "[fim]\npaths = []\n")
+    }
+
+    /// Starts the sensor with `toml` appended to its configuration.
+    fn start_with(bin: &Path, toml: &str) -> Result<Self> {
         let dir = std::env::temp_dir().join(format!("sensor-bench-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
@@ -197,7 +224,7 @@ impl BenchSensor {
         std::fs::write(
             &config,
             format!(
-                "state_dir = {:?}\n",
+                "state_dir = {:?}\n{toml}",
                 dir.join("state").display().to_string()
             ),
         )?;
@@ -241,6 +268,25 @@ impl BenchSensor {
 
     fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("sensor.log")).unwrap_or_default()
+    }
+
+    /// `sensorctl status` as JSON.
+    fn status(&self) -> Result<serde_json::Value> {
+        let out = Command::new(&self.ctl)
+            .args(["--server", &self.socket, "status"])
+            .output()?;
+        serde_json::from_slice(&out.stdout).context("sensorctl status output")
+    }
+
+    /// Every event written so far.
+    fn events(&self) -> Result<Vec<serde_json::Value>> {
+        let text = std::fs::read_to_string(self.dir.join("events.json"))?;
+        let complete = text.rfind('\n').map_or(0, |i| i + 1);
+        text[..complete]
+            .lines()
+            .map(serde_json::from_str)
+            .collect::<Result<_, _>>()
+            .context("sensor JSON output")
     }
 
     /// Waits for a marker exec to be written, stops the sensor, counts the workload's events.
