@@ -288,6 +288,18 @@ impl SyscallPaths {
     /// to the watched set by the kernel at the syscall's exit, with its parent's bits, so
     /// files created in it at once are not missed.
     pub const ADDS_DIR: u8 = 1 << 0;
+    /// The open family: its exit is not hooked. A file it creates is seen at the change-time
+    /// updates the create makes (the new inode, then its directory), reported there.
+    pub const OPENS: u8 = 1 << 1;
+}
+
+/// Close records of one watched file: when the last went out, and how many closes the kernel
+/// left out since (it sends at most one per millisecond per file).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CloseSent {
+    pub at: u64,
+    pub skipped: u64,
 }
 
 /// Watched objects one syscall touched, at most this many are kept.
@@ -315,6 +327,8 @@ pub mod fim_flags {
     pub const BASE_TRUNCATED: u32 = 1 << 2;
     /// The executable's path was cut; its tail is kept.
     pub const EXE_TRUNCATED: u32 = 1 << 3;
+    /// No executable path: this process image's was sent in an earlier record.
+    pub const EXE_SENT_BEFORE: u32 = 1 << 4;
     /// The file was opened with `O_TRUNC`.
     pub const TRUNCATED_OPEN: u32 = 1 << 3;
 }
@@ -370,6 +384,7 @@ const _: () = assert!(core::mem::size_of::<ExecFailedRecord>() == 136);
 const _: () = assert!(core::mem::size_of::<FileKey>() == 16);
 const _: () = assert!(core::mem::size_of::<SyscallPaths>() == 8);
 const _: () = assert!(core::mem::size_of::<Touched>() == 24);
+const _: () = assert!(core::mem::size_of::<CloseSent>() == 16);
 const _: () = assert!(core::mem::size_of::<FimRecord>() == 296);
 
 #[cfg(feature = "user")]
@@ -378,3 +393,6 @@ unsafe impl aya::Pod for FileKey {}
 #[cfg(feature = "user")]
 // SAFETY: plain `#[repr(C)]` struct of bytes.
 unsafe impl aya::Pod for SyscallPaths {}
+#[cfg(feature = "user")]
+// SAFETY: plain `#[repr(C)]` struct of two u64.
+unsafe impl aya::Pod for CloseSent {}

@@ -4,16 +4,16 @@
 //! directory, so a file is recognised by identity whatever name reaches it: a hard link
 //! elsewhere, a bind mount, a relative or dirfd-relative path, a renamed parent. Four hooks:
 //!
-//! - `fim_open` (exit of the open family): a file the open created (`FMODE_CREATED`) inside a
-//!   watched directory is added to the map and reported.
 //! - `fim_close` (entry of `close`, and `fim_dup` for `dup2`/`dup3`, which close the target
 //!   descriptor): the last reference to a file open for writing on a watched inode is going
 //!   away; the collector compares the content then, which covers every way of writing through
 //!   a descriptor (the write family, mappings, splice, copy_file_range, AIO).
 //! - `fim_ctime_*` (the inode change-time tracepoints, 6.13+): every change to an inode moves
 //!   its ctime. Inside a namespace or attribute syscall the watched object is remembered for the
-//!   syscall's exit; anywhere else a watched file's content changed, which is reported at once
-//!   (writers that never close, mappings that outlive their descriptor, io_uring).
+//!   syscall's exit. Inside an open, a new inode followed by its watched directory is a file
+//!   created there: watched and reported at once, so no hook runs on every open. Anywhere else
+//!   a watched file's content changed, which is reported at once (writers that never close,
+//!   mappings that outlive their descriptor, io_uring).
 //! - `fim_syscall_exit` (exit of unlink, rename, link, chmod, ...): when the syscall touched a
 //!   watched object, one record with its arguments, names as passed with the directory each is
 //!   taken against, rebuilt from the kernel's objects.
@@ -32,8 +32,8 @@ use aya_ebpf::{
     programs::{BtfTracePointContext, TracePointContext},
 };
 use sensor_common::{
-    fim_flags, kind, offsets::optional, watch, FileKey, FimRecord, SyscallPaths, Touched,
-    EXEC_SCRATCH, FIM_TOUCHED, PATH_BUF, PATH_SPAN,
+    fim_flags, kind, offsets::optional, watch, CloseSent, FileKey, FimRecord, SyscallPaths,
+    Touched, EXEC_SCRATCH, FIM_TOUCHED, PATH_BUF, PATH_SPAN,
 };
 
 use crate::{
@@ -41,7 +41,7 @@ use crate::{
         comm, creds, fd_file, get, get_ptr, is_self, present, read, str_len, task_ids, KPtr,
         AT_FDCWD,
     },
-    maps::{count_lost, off, output_to, FIM_EVENTS, SCRATCH},
+    maps::{count_lost, off, FIM_EVENTS, SCRATCH},
     path::write_path,
 };
 
@@ -54,6 +54,38 @@ pub static WATCHED: HashMap<FileKey, u32> = HashMap::with_max_entries(1, BPF_F_N
 /// are; filled by the collector for the syscalls it attached.
 #[map]
 pub static FIM_SYSCALLS: HashMap<u32, SyscallPaths> = HashMap::with_max_entries(128, 0);
+
+/// The process image (`mm`) whose executable path was last sent, by process id: a process
+/// closing watched files in a loop sends its path once, not per record.
+#[map]
+static EXE_SENT: LruHashMap<u32, u64> = LruHashMap::with_max_entries(4096, 0);
+
+/// When the last close record of each watched file went out, and the closes left out since.
+/// A file closed in a loop sends one record per millisecond; the collector reads the count and
+/// checks the file once more after a burst, so the last change is never missed. Read by the
+/// collector, hence public.
+#[map]
+pub static CLOSE_SENT: LruHashMap<FileKey, CloseSent> = LruHashMap::with_max_entries(8192, 0);
+
+/// What an open in progress has changed, by thread id: an inode given its first change time
+/// (a file being made) and a watched directory whose entries changed. Both within
+/// [`CREATE_WINDOW_NS`] make a create in that directory.
+#[map]
+static OPENING: LruHashMap<u32, Opening> = LruHashMap::with_max_entries(8192, 0);
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct Opening {
+    newborn: FileKey,
+    newborn_at: u64,
+    dir_at: u64,
+}
+
+/// One create takes microseconds; changes farther apart belong to different opens.
+const CREATE_WINDOW_NS: u64 = 1_000_000;
+
+/// Close records at most this often per file.
+const CLOSE_EVERY_NS: u64 = 1_000_000;
 
 /// Watched objects touched by the syscall a thread is in, by thread id, until its exit.
 #[map]
@@ -71,7 +103,6 @@ struct Pending {
 
 /// `f_mode` bits.
 const FMODE_WRITE: u32 = 1 << 1;
-const FMODE_CREATED: u32 = 1 << 20;
 
 const HEADER: usize = core::mem::size_of::<FimRecord>();
 /// Every variable-data offset is masked to this span: a no-op (the data ends below it) that
@@ -81,39 +112,6 @@ const DATA_MASK: usize = 8 * PATH_SPAN - 1;
 /// Offsets of the return value and first argument in a classic syscall tracepoint's record.
 const TP_SYSCALL_NR: usize = 8;
 const TP_RET_OR_ARG0: usize = 16;
-
-#[tracepoint]
-pub fn fim_open(ctx: TracePointContext) -> u32 {
-    let _ = try_open(&ctx);
-    0
-}
-
-fn try_open(ctx: &TracePointContext) -> Option<()> {
-    // SAFETY: every syscall exit record has `long ret` at this offset.
-    let ret: i64 = unsafe { ctx.read_at(TP_RET_OR_ARG0) }.ok()?;
-    if ret < 0 {
-        return None;
-    }
-    // SAFETY: plain helper call.
-    let task = unsafe { bpf_get_current_task_btf() } as KPtr;
-    let file = fd_file(task, ret as i32)?;
-    let mode: u32 = get(file, off!(file_f_mode));
-    if mode & FMODE_CREATED == 0 {
-        return None;
-    }
-    let dentry = get_ptr(file, off!(file_f_path) + off!(path_dentry));
-    let dir = get_ptr(get_ptr(dentry, off!(dentry_d_parent)), off!(dentry_d_inode));
-    // SAFETY: the value is copied out at once.
-    let parent = unsafe { WATCHED.get(inode_key(dir)) }.copied()?;
-    if parent & watch::DIR == 0 {
-        return None;
-    }
-    let key = inode_key(get_ptr(file, off!(file_f_inode)));
-    // A full map leaves the file unwatched; the collector's own accounting notices.
-    let _ = WATCHED.insert(key, watch::FILE, 0);
-    send(ctx, kind::FIM_CREATE, task, key, file);
-    Some(())
-}
 
 #[tracepoint]
 pub fn fim_close(ctx: TracePointContext) -> u32 {
@@ -138,7 +136,7 @@ pub fn fim_dup(ctx: TracePointContext) -> u32 {
     0
 }
 
-fn try_close(ctx: &TracePointContext, fd: i32) -> Option<()> {
+fn try_close(_ctx: &TracePointContext, fd: i32) -> Option<()> {
     // SAFETY: plain helper call.
     let task = unsafe { bpf_get_current_task_btf() } as KPtr;
     let file = fd_file(task, fd)?;
@@ -154,7 +152,30 @@ fn try_close(ctx: &TracePointContext, fd: i32) -> Option<()> {
     if flags & watch::FILE == 0 {
         return None;
     }
-    send(ctx, kind::FIM_CLOSE, task, key, file);
+    // SAFETY: plain helper call.
+    let now = unsafe { bpf_ktime_get_boot_ns() };
+    match CLOSE_SENT.get_ptr_mut(key) {
+        // SAFETY: an LRU entry stays valid for the program's run; a race with another CPU only
+        // blurs the count, which the collector treats as "closed again".
+        Some(sent) if now.wrapping_sub(unsafe { (*sent).at }) < CLOSE_EVERY_NS => {
+            // SAFETY: as above.
+            unsafe { (*sent).skipped += 1 };
+            return None;
+        }
+        // SAFETY: as above.
+        Some(sent) => unsafe { (*sent).at = now },
+        None => {
+            let _ = CLOSE_SENT.insert(
+                key,
+                CloseSent {
+                    at: now,
+                    skipped: 0,
+                },
+                0,
+            );
+        }
+    }
+    send(kind::FIM_CLOSE, task, key, file);
     Some(())
 }
 
@@ -201,9 +222,12 @@ fn try_ctime(ctx: &BtfTracePointContext) -> Option<()> {
     // SAFETY: the value is copied out at once.
     let names = unsafe { FIM_SYSCALLS.get(nr) }.copied();
     let flags = match (watched, names) {
+        (_, Some(n)) if n.flags & SyscallPaths::OPENS != 0 => {
+            return opened(task, key, watched, &n);
+        }
         (Some(flags), None) => {
             if flags & watch::FILE != 0 {
-                send(ctx, kind::FIM_CHANGE, task, key, core::ptr::null());
+                send(kind::FIM_CHANGE, task, key, core::ptr::null());
             }
             return Some(());
         }
@@ -248,6 +272,70 @@ fn try_ctime(ctx: &BtfTracePointContext) -> Option<()> {
         }
     }
     Some(())
+}
+
+/// A change-time update inside an open: part of a create (see [`OPENING`]), or the
+/// truncation of a watched file.
+#[inline(always)]
+fn opened(task: KPtr, key: FileKey, watched: Option<u32>, names: &SyscallPaths) -> Option<()> {
+    let tid = bpf_get_current_pid_tgid() as u32;
+    // SAFETY: plain helper call.
+    let now = unsafe { bpf_ktime_get_boot_ns() };
+    let mut o = OPENING.get_ptr(tid).map_or_else(Opening::default, |p| {
+        // SAFETY: this thread's entry, copied out at once.
+        unsafe { *p }
+    });
+    match watched {
+        Some(flags) if flags & watch::DIR != 0 => o.dir_at = now,
+        Some(flags) => {
+            if flags & watch::FILE != 0 {
+                send(kind::FIM_CHANGE, task, key, core::ptr::null());
+            }
+            return Some(());
+        }
+        None => {
+            o.newborn = key;
+            o.newborn_at = now;
+        }
+    }
+    let fresh = |at: u64| now.wrapping_sub(at) < CREATE_WINDOW_NS;
+    if fresh(o.newborn_at) && fresh(o.dir_at) {
+        let _ = OPENING.remove(tid);
+        // A full map leaves the file unwatched; the collector's scan of the tree finds it.
+        let _ = WATCHED.insert(o.newborn, watch::FILE, 0);
+        created(task, o.newborn, names);
+    } else {
+        let _ = OPENING.insert(tid, o, 0);
+    }
+    Some(())
+}
+
+/// Sends the create record of `key`: the name the open was given and the directory it is taken
+/// against (the new file has no dentry yet; its first close brings the rebuilt path).
+#[inline(always)]
+fn created(task: KPtr, key: FileKey, names: &SyscallPaths) {
+    let Some((buf, rec)) = scratch() else {
+        return;
+    };
+    fill(rec, kind::FIM_CREATE, task);
+    if is_self(rec.ids.tgid) {
+        return;
+    }
+    rec.key = key;
+    rec.syscall_nr = syscall_nr(task);
+    // SAFETY: plain helper call; the registers are the current task's, saved at syscall entry.
+    let regs = unsafe { bpf_task_pt_regs(task as *mut _) } as KPtr;
+    rec.args[0] = get(regs, off!(pt_regs_arg0));
+    rec.args[1] = get(regs, off!(pt_regs_arg1));
+    let mut at = HEADER;
+    exe(task, buf, &mut at, rec);
+    let (n, b) = name(task, names.path0, names.dirfd0, buf, &mut at, rec);
+    rec.name0_len = n;
+    rec.base0_len = b;
+    rec.header.size = at as u32;
+    // SAFETY: `at` is below EXEC_SCRATCH; the mask restates it for the verifier.
+    let data = unsafe { core::slice::from_raw_parts(buf, at & (EXEC_SCRATCH - 1)) };
+    emit(data);
 }
 
 #[tracepoint]
@@ -348,18 +436,26 @@ fn syscall_record(ctx: &TracePointContext, pending: *const Pending) -> Option<()
     rec.header.size = at as u32;
     // SAFETY: `at` is below EXEC_SCRATCH (asserted in sensor-common); the mask restates it.
     let data = unsafe { core::slice::from_raw_parts(buf, at & (EXEC_SCRATCH - 1)) };
-    output_to(&FIM_EVENTS, ctx, data);
+    emit(data);
     Some(())
 }
 
 /// Writes the executable of `task` at `buf + *at` and advances `*at`; nothing for a task
-/// without one (a kernel thread).
+/// without one (a kernel thread), or when this image's path went out before.
 #[inline(always)]
 fn exe(task: KPtr, buf: *mut u8, at: &mut usize, rec: &mut FimRecord) {
-    let exe_file = get_ptr(get_ptr(task, off!(task_mm)), off!(mm_exe_file));
+    let mm = get_ptr(task, off!(task_mm));
+    let exe_file = get_ptr(mm, off!(mm_exe_file));
     if exe_file.is_null() {
         return;
     }
+    let tgid = rec.ids.tgid;
+    // SAFETY: the value is copied out at once.
+    if unsafe { EXE_SENT.get(tgid) }.copied() == Some(mm as u64) {
+        rec.flags |= fim_flags::EXE_SENT_BEFORE;
+        return;
+    }
+    let _ = EXE_SENT.insert(tgid, mm as u64, 0);
     let written = write_path(
         exe_file.wrapping_add(off!(file_f_path)),
         buf.wrapping_add(*at & DATA_MASK),
@@ -424,7 +520,7 @@ fn arg_at(args: &[u64; 5], index: u8) -> Option<u64> {
 
 /// Sends a create, close or change record: the fixed part and, for a file, its path.
 #[inline(always)]
-fn send<C: aya_ebpf::EbpfContext>(ctx: &C, kind: u32, task: KPtr, key: FileKey, file: KPtr) {
+fn send(kind: u32, task: KPtr, key: FileKey, file: KPtr) {
     if is_self(crate::kernel::tgid(task)) {
         return;
     }
@@ -450,7 +546,15 @@ fn send<C: aya_ebpf::EbpfContext>(ctx: &C, kind: u32, task: KPtr, key: FileKey, 
     rec.header.size = size as u32;
     // SAFETY: `size` is below EXEC_SCRATCH; the mask restates it for the verifier.
     let data = unsafe { core::slice::from_raw_parts(buf, size & (EXEC_SCRATCH - 1)) };
-    output_to(&FIM_EVENTS, ctx, data);
+    emit(data);
+}
+
+/// Copies a record into FIM's ring buffer; a refusal is counted in `LOST`.
+#[inline(always)]
+fn emit(data: &[u8]) {
+    if FIM_EVENTS.output::<[u8]>(data, 0).is_err() {
+        count_lost();
+    }
 }
 
 /// This CPU's scratch slot, as bytes and as a record.

@@ -67,13 +67,7 @@ pub fn settings() -> Settings {
 /// debug log (aya-log; the check costs one branch when debug logging is off).
 #[inline(always)]
 pub fn output<C: EbpfContext>(ctx: &C, data: &[u8]) {
-    output_to(&EVENTS, ctx, data);
-}
-
-/// [`output`] into another ring buffer.
-#[inline(always)]
-pub fn output_to<C: EbpfContext>(ring: &RingBuf, ctx: &C, data: &[u8]) {
-    if ring.output::<[u8]>(data, 0).is_err() {
+    if EVENTS.output::<[u8]>(data, 0).is_err() {
         count_lost();
         // A constant message: formatting arguments costs verifier states on older kernels.
         debug!(ctx, "ring buffer full, record dropped");

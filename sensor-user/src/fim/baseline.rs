@@ -174,6 +174,41 @@ impl Baseline {
     }
 }
 
+/// A write for the baseline's own thread.
+pub enum Write {
+    /// The whole content after a scan.
+    Replace(BTreeMap<Vec<u8>, Entry>),
+    /// Live changes: `Some` sets a path's entry, `None` removes it.
+    Apply(BTreeMap<Vec<u8>, Option<Entry>>),
+}
+
+impl Baseline {
+    /// Moves the database to a thread of its own: a commit waits for the disk, and the FIM
+    /// thread must not, or a file deleted right after its change is gone before it is read.
+    pub fn spawn_writer(
+        self,
+    ) -> std::io::Result<(
+        crossbeam_channel::Sender<Write>,
+        std::thread::JoinHandle<()>,
+    )> {
+        let (tx, rx) = crossbeam_channel::unbounded::<Write>();
+        let thread = std::thread::Builder::new()
+            .name("fim-baseline".into())
+            .spawn(move || {
+                for write in rx {
+                    let result = match &write {
+                        Write::Replace(all) => self.replace(all),
+                        Write::Apply(changes) => self.apply(changes),
+                    };
+                    if let Err(e) = result {
+                        tracing::warn!(error = format!("{e:#}"), "FIM baseline not saved");
+                    }
+                }
+            })?;
+        Ok((tx, thread))
+    }
+}
+
 fn encode(entry: &Entry) -> Vec<u8> {
     serde_json::to_vec(entry).unwrap_or_default()
 }

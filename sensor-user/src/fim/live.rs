@@ -17,7 +17,20 @@ impl Fim {
         match raw.header.kind {
             kind::FIM_CREATE => self.on_create(rec, actor),
             kind::FIM_CLOSE => {
-                if self.created.contains_key(&raw.key) {
+                let skipped = self.close_sent.get(&raw.key, 0).map_or(0, |s| s.skipped);
+                let closed = super::Closed {
+                    actor: actor.clone(),
+                    boot_ns,
+                    skipped,
+                    at: Instant::now(),
+                };
+                self.closed.insert(raw.key, closed);
+                if let Some(c) = self.created.get_mut(&raw.key) {
+                    if !rec.path.truncated && rec.path.bytes != c.path {
+                        let named = std::mem::replace(&mut c.path, rec.path.bytes.clone());
+                        self.names.remove(&named);
+                        self.names.add(&rec.path.bytes, raw.key);
+                    }
                     self.report_created(raw.key, None);
                     return;
                 }
@@ -36,12 +49,14 @@ impl Fim {
 
     fn on_create(&mut self, rec: &decode::Fim, actor: Option<Process>) {
         let key = rec.raw.key;
-        let path = &rec.path.bytes;
-        if rec.path.truncated || !self.watch.contains(path) {
+        // The name as opened, against the directory the kernel took it against; the first
+        // close brings the path rebuilt from the file's own dentry.
+        let Some(path) = resolve(&rec.name0, &rec.base0).filter(|p| self.watch.contains(p)) else {
             // Made in a directory that only leads to the watch set.
             self.unwatch_key(key);
             return;
-        }
+        };
+        let path = &path;
         self.names.add(path, key);
         let created = Created {
             path: path.clone(),
@@ -182,6 +197,8 @@ impl Fim {
                     self.scan_new_tree(&new);
                 }
             }
+            // Creates by the open family come as create records, never as syscall records.
+            Op::Open => {}
             Op::Attributes | Op::Content => {
                 let Some(t) = touched.iter().find(|t| t.flags != 0) else {
                     return;

@@ -120,6 +120,8 @@ impl Handle {
 /// The kernel side of FIM as the loader hands it over.
 pub struct Kernel {
     pub watched: WatchedMap,
+    /// The kernel's close coalescing state (`CLOSE_SENT`).
+    pub close_sent: BpfHashMap<MapData, FileKey, sensor_common::CloseSent>,
     /// FIM's own ring buffer.
     pub ring: RingBuf<MapData>,
 }
@@ -136,6 +138,7 @@ pub fn start(
 ) -> Result<Handle, FimError> {
     let watch = Watch::new(&config.paths, &config.exclude).map_err(FimError::Watch)?;
     let (db, state) = Baseline::open(&state_dir.join("fim.redb"), rebuild)?;
+    let (db, db_thread) = db.spawn_writer().map_err(FimError::Thread)?;
     let pool = Pool::start(config.hash_workers, config.max_hash_bytes).map_err(FimError::Thread)?;
     let stats = Arc::new(FimStats::default());
     let (tx, rx) = crossbeam_channel::bounded(16);
@@ -151,11 +154,15 @@ pub fn start(
         done_tx,
         done_rx,
         db,
+        db_thread: Some(db_thread),
         state,
         names: Names::default(),
         created: HashMap::new(),
         dirty: HashMap::new(),
         recheck: HashMap::new(),
+        exes: HashMap::new(),
+        close_sent: kernel.close_sent,
+        closed: HashMap::new(),
         queue: VecDeque::new(),
         next_job: 1,
         unsaved: BTreeMap::new(),
@@ -175,6 +182,8 @@ pub fn start(
 
 /// Longest wait for the ring buffer before the thread looks at hash results and timers.
 const POLL_WAIT: Duration = Duration::from_millis(10);
+/// After a close record, how long until the kernel's count of closes it left out is read.
+const TRAILING_CHECK: Duration = Duration::from_millis(3);
 /// How long a created file waits for its first close before it is reported anyway.
 const CREATE_WAIT: Duration = Duration::from_secs(2);
 /// How often unsaved baseline changes are committed.
@@ -188,6 +197,14 @@ struct Created {
     boot_ns: Option<u64>,
     at: Instant,
     found_by: &'static str,
+}
+
+/// A watched file whose close record came: the kernel's count of closes left out then.
+struct Closed {
+    actor: Option<Process>,
+    boot_ns: u64,
+    skipped: u64,
+    at: Instant,
 }
 
 /// A file whose content changed without a close yet.
@@ -288,12 +305,19 @@ struct Fim {
     pool: Pool,
     done_tx: Sender<Done>,
     done_rx: Receiver<Done>,
-    db: Baseline,
+    /// Writes for the baseline's thread, and that thread (joined at the end).
+    db: Sender<baseline::Write>,
+    db_thread: Option<std::thread::JoinHandle<()>>,
     /// Content state by watched path: what the baseline holds.
     state: BTreeMap<Vec<u8>, Entry>,
     names: Names,
     created: HashMap<FileKey, Created>,
     dirty: HashMap<FileKey, Dirty>,
+    /// The kernel's close records per file and what it left out, and the files closed lately.
+    close_sent: BpfHashMap<MapData, FileKey, sensor_common::CloseSent>,
+    closed: HashMap<FileKey, Closed>,
+    /// Executable of each process, from the last record that carried it.
+    exes: HashMap<u32, decode::KernelPath>,
     /// Files changed again while a check of them was reading: the latest actor and time.
     recheck: HashMap<FileKey, (Option<Process>, u64)>,
     queue: VecDeque<Item>,
@@ -313,10 +337,18 @@ impl Fim {
         self.stats.ready.store(true, Relaxed);
         let fd = ring.as_raw_fd();
         loop {
-            wait_readable(fd, POLL_WAIT);
+            let wait = if self.closed.is_empty() {
+                POLL_WAIT
+            } else {
+                TRAILING_CHECK
+            };
+            wait_readable(fd, wait);
             while let Some(item) = ring.next() {
                 match decode::decode(&item) {
-                    Ok(decode::Record::Fim(record)) => self.on_record(&record),
+                    Ok(decode::Record::Fim(mut record)) => {
+                        self.exe_of(&mut record);
+                        self.on_record(&record);
+                    }
                     Ok(_) => {}
                     Err(e) => tracing::debug!(error = %e, "undecodable FIM record"),
                 }
@@ -344,11 +376,49 @@ impl Fim {
         self.tick(true);
         self.finish_queue();
         self.save(true);
+        // Closing the channel lets the baseline thread commit what it has and end.
+        let (tx, _) = crossbeam_channel::unbounded();
+        drop(std::mem::replace(&mut self.db, tx));
+        if let Some(t) = self.db_thread.take() {
+            let _ = t.join();
+        }
     }
 
-    /// Reports created files whose close never came and content changes that settled.
+    /// Fills in the executable of a record that left it out (sent before for this process
+    /// image), and remembers the one a record carries.
+    fn exe_of(&mut self, record: &mut decode::Fim) {
+        let pid = record.raw.ids.tgid;
+        if record.raw.flags & sensor_common::fim_flags::EXE_SENT_BEFORE != 0 {
+            if let Some(exe) = self.exes.get(&pid) {
+                record.exe = exe.clone();
+            }
+        } else if !record.exe.bytes.is_empty() {
+            if self.exes.len() >= 65_536 {
+                self.exes.clear();
+            }
+            self.exes.insert(pid, record.exe.clone());
+        }
+    }
+
+    /// Reports created files whose close never came and content changes that settled, and
+    /// checks files whose closes the kernel left out after their last record.
     fn tick(&mut self, all: bool) {
         let now = Instant::now();
+        let quiet: Vec<FileKey> = self
+            .closed
+            .iter()
+            .filter(|(_, c)| all || now.duration_since(c.at) >= TRAILING_CHECK)
+            .map(|(k, _)| *k)
+            .collect();
+        for key in quiet {
+            let Some(c) = self.closed.remove(&key) else {
+                continue;
+            };
+            let skipped = self.close_sent.get(&key, 0).map_or(0, |s| s.skipped);
+            if skipped != c.skipped {
+                self.modified(key, c.actor, c.boot_ns, None, None);
+            }
+        }
         let due: Vec<FileKey> = self
             .created
             .iter()
@@ -623,10 +693,8 @@ impl Fim {
         if self.unsaved.is_empty() || (!force && self.last_save.elapsed() < SAVE_EVERY) {
             return;
         }
-        if let Err(e) = self.db.apply(&self.unsaved) {
-            tracing::warn!(error = format!("{e:#}"), "FIM baseline not saved");
-        }
-        self.unsaved.clear();
+        let changes = std::mem::take(&mut self.unsaved);
+        let _ = self.db.send(baseline::Write::Apply(changes));
         self.last_save = Instant::now();
     }
 

@@ -53,9 +53,9 @@ impl Fim {
         for (path, entry) in paths {
             self.names.add(&path, entry.key());
         }
-        if let Err(e) = self.db.replace(&self.state) {
-            tracing::warn!(error = format!("{e:#}"), "FIM baseline not saved");
-        }
+        let _ = self
+            .db
+            .send(super::baseline::Write::Replace(self.state.clone()));
         self.unsaved.clear();
         let millis = started.elapsed().as_millis() as u64;
         let s = &self.stats;

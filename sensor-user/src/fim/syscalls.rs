@@ -18,6 +18,8 @@ pub enum Op {
     Attributes,
     /// Content through the file's size (truncate, fallocate).
     Content,
+    /// The open family, for the files it creates; its exit is not hooked.
+    Open,
 }
 
 /// One hooked syscall.
@@ -32,10 +34,10 @@ pub struct Syscall {
 const N: u8 = SyscallPaths::NONE;
 
 const fn sc(name: &'static str, nr: u32, op: Op, p: [u8; 5]) -> Syscall {
-    let flags = if matches!(op, Op::Mkdir) {
-        SyscallPaths::ADDS_DIR
-    } else {
-        0
+    let flags = match op {
+        Op::Mkdir => SyscallPaths::ADDS_DIR,
+        Op::Open => SyscallPaths::OPENS,
+        _ => 0,
     };
     Syscall {
         name,
@@ -95,6 +97,18 @@ pub const SYSCALLS: &[Syscall] = &[
     sc("ftruncate", 77, Op::Content, [N, N, N, N, 0]),
     sc("fallocate", 285, Op::Content, [N, N, N, N, 0]),
 ];
+
+/// The open family on x86-64: their names tell the kernel side where a created file's name is.
+#[cfg(target_arch = "x86_64")]
+pub const OPENS: &[Syscall] = &[
+    sc("open", 2, Op::Open, [0, N, N, N, N]),
+    sc("creat", 85, Op::Open, [0, N, N, N, N]),
+    sc("openat", 257, Op::Open, [1, 0, N, N, N]),
+    sc("openat2", 437, Op::Open, [1, 0, N, N, N]),
+];
+
+#[cfg(not(target_arch = "x86_64"))]
+pub const OPENS: &[Syscall] = &[];
 
 // TODO: aarch64 numbers (it has only the *at forms); until they are listed, FIM there sees
 // creates and content changes but not namespace or attribute changes.

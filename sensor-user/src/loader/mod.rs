@@ -130,40 +130,10 @@ pub struct Loaded {
     pub fim: Option<crate::fim::Kernel>,
 }
 
-/// File-integrity hooks, attached when `fim.paths` is not empty. Creates and closes use the
-/// open and close syscalls' tracepoints (every kernel); change times use the `timestamp`
-/// tracepoints, 6.13+ (multigrain timestamps).
+/// File-integrity hooks, attached when `fim.paths` is not empty. Closes use the close and dup
+/// syscalls' tracepoints (every kernel); creates and every other change are seen at the
+/// `timestamp` tracepoints, 6.13+ (multigrain timestamps), so nothing runs on each open.
 const FIM_HOOKS: &[Hook] = &[
-    Hook {
-        program: "fim_open",
-        tracepoint: "sys_exit_openat",
-        category: Some("syscalls"),
-        required: false,
-    },
-    Hook {
-        program: "fim_open",
-        tracepoint: "sys_exit_open",
-        category: Some("syscalls"),
-        required: false,
-    },
-    Hook {
-        program: "fim_open",
-        tracepoint: "sys_exit_openat2",
-        category: Some("syscalls"),
-        required: false,
-    },
-    Hook {
-        program: "fim_open",
-        tracepoint: "sys_exit_creat",
-        category: Some("syscalls"),
-        required: false,
-    },
-    Hook {
-        program: "fim_open",
-        tracepoint: "sys_exit_open_by_handle_at",
-        category: Some("syscalls"),
-        required: false,
-    },
     Hook {
         program: "fim_close",
         tracepoint: "sys_enter_close",
@@ -278,6 +248,7 @@ pub fn load_with(
         attach_fim_syscalls(&mut ebpf, &mut attached, &mut refused)?;
         Some(crate::fim::Kernel {
             watched: take_map(&mut ebpf, "WATCHED")?,
+            close_sent: take_map(&mut ebpf, "CLOSE_SENT")?,
             ring: take_map(&mut ebpf, "FIM_EVENTS")?,
         })
     } else {
@@ -350,6 +321,7 @@ fn attach_fim_syscalls(
             name: "FIM_SYSCALLS",
             source,
         })?;
+    ok.extend(crate::fim::syscalls::OPENS.iter().map(|s| (s.nr, s.paths)));
     for (nr, paths) in ok {
         map.insert(nr, paths, 0).map_err(|source| LoadError::Map {
             name: "FIM_SYSCALLS",

@@ -16,6 +16,9 @@ use super::{median, BenchSensor};
 
 const DIR: &str = "/tmp/sensor-bench-fim";
 
+/// What the workloads run under: nothing, the sensor with FIM off, the sensor with FIM.
+const SETTINGS: [&str; 3] = ["bare", "no-FIM", "FIM"];
+
 /// One workload: which file, which shape.
 #[derive(Clone, Copy)]
 struct Workload {
@@ -49,7 +52,7 @@ const WORKLOADS: [Workload; 4] = [
 
 #[expect(
     clippy::needless_range_loop,
-    reason = "the round number orders the settings and labels the output"
+    reason = "the round number picks the order of the settings and labels the output"
 )]
 pub fn run(bin: &Path, writes: u32, rounds: u32, scan: &Path) -> Result<()> {
     if writes < 10 || rounds == 0 {
@@ -60,33 +63,28 @@ pub fn run(bin: &Path, writes: u32, rounds: u32, scan: &Path) -> Result<()> {
     std::fs::create_dir_all(format!("{DIR}/plain"))?;
     let toml = format!("[fim]\npaths = [\"{DIR}/watched\"]\n");
 
-    // rates[workload][round] = (bare, sensor)
-    let mut rates = vec![vec![(0.0, 0.0); rounds as usize]; WORKLOADS.len()];
+    // rates[workload][round][setting]: bare, sensor without FIM, sensor with FIM.
+    let mut rates = vec![vec![[0.0f64; 3]; rounds as usize]; WORKLOADS.len()];
     let (mut lost, mut modified) = (0u64, 0u64);
     for round in 0..rounds as usize {
-        for with_sensor in if round % 2 == 0 {
-            [false, true]
-        } else {
-            [true, false]
-        } {
-            let sensor = if with_sensor {
-                Some(BenchSensor::start_with(bin, &toml)?)
-            } else {
-                None
+        let mut order = [0usize, 1, 2];
+        order.rotate_left(round % 3);
+        for setting in order {
+            let sensor = match setting {
+                0 => None,
+                1 => Some(BenchSensor::start_with(bin, "[fim]\npaths = []\n")?),
+                _ => Some(BenchSensor::start_with(bin, &toml)?),
             };
             for (i, w) in WORKLOADS.iter().enumerate() {
                 let rate = measure(w, writes)?;
-                let slot = &mut rates[i][round];
-                if with_sensor {
-                    slot.1 = rate;
-                } else {
-                    slot.0 = rate;
-                }
-                let setting = if with_sensor { "sensor" } else { "bare" };
-                eprintln!("round {round} {setting:>6} {:<28} {rate:>10.0} /s", w.name);
+                rates[i][round][setting] = rate;
+                eprintln!(
+                    "round {round} {:>10} {:<28} {rate:>10.0} /s",
+                    SETTINGS[setting], w.name
+                );
             }
-            if let Some(sensor) = sensor {
-                let (l, m) = settle(&sensor)?;
+            if let (Some(sensor), 2) = (&sensor, setting) {
+                let (l, m) = settle(sensor)?;
                 lost += l;
                 modified += m;
             }
@@ -94,18 +92,22 @@ pub fn run(bin: &Path, writes: u32, rounds: u32, scan: &Path) -> Result<()> {
     }
 
     println!(
-        "fim bench: {writes} writes (open-append-close: {}) x {rounds} rounds",
+        "fim bench: {writes} writes (open-append-close: {}) x {rounds} rounds; ratios are medians \
+         of per-round ratios",
         writes / 10
     );
     for (i, w) in WORKLOADS.iter().enumerate() {
-        let bare = median(rates[i].iter().map(|r| r.0).collect());
-        let with = median(rates[i].iter().map(|r| r.1).collect());
-        let paired = median(rates[i].iter().map(|r| r.1 / r.0).collect());
+        let med = |s: usize| median(rates[i].iter().map(|r| r[s]).collect());
+        let ratio = |a: usize, b: usize| median(rates[i].iter().map(|r| r[a] / r[b]).collect());
         println!(
-            "  {:<28} bare {bare:>9.0}/s  sensor {with:>9.0}/s  ratio {:.3} (median of per-round \
-             ratios {paired:.3})",
+            "  {:<28} bare {:>9.0}/s  no-FIM {:>9.0}/s  FIM {:>9.0}/s  FIM/bare {:.3}  \
+             FIM/no-FIM {:.3}",
             w.name,
-            with / bare
+            med(0),
+            med(1),
+            med(2),
+            ratio(2, 0),
+            ratio(2, 1)
         );
     }
     println!("  sensor: lost records {lost}, file-modified events for the watched file {modified}");
