@@ -204,14 +204,34 @@ impl Sensor {
     }
 }
 
+/// How long a stopped sensor may take to exit before the test fails.
+const EXIT_WAIT: Duration = Duration::from_secs(60);
+
 impl Drop for Sensor {
     fn drop(&mut self) {
         // SAFETY: kill only sends a signal to our own child.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let _ = self.child.wait();
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.dir);
+        let deadline = Instant::now() + EXIT_WAIT;
+        let exited = loop {
+            match self.child.try_wait() {
+                Ok(Some(_)) | Err(_) => break true,
+                Ok(None) if Instant::now() > deadline => break false,
+                Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        };
+        if !exited {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
         }
+        if std::thread::panicking() {
+            return;
+        }
+        assert!(
+            exited,
+            "sensor did not exit within {EXIT_WAIT:?} of SIGTERM: {}",
+            self.log()
+        );
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

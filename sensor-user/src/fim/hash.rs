@@ -5,7 +5,6 @@
 //! priority so a baseline scan yields to the host's own disk traffic.
 
 use std::{
-    io::Read,
     os::unix::{ffi::OsStrExt, fs::MetadataExt, fs::OpenOptionsExt},
     path::Path,
 };
@@ -98,6 +97,12 @@ pub fn open(path: &[u8]) -> Option<std::fs::File> {
     // O_NOATIME is refused on files the caller does not own unless it has CAP_FOWNER.
     let file = open(libc::O_NOATIME).or_else(|_| open(0)).ok()?;
     file.metadata().ok()?.is_file().then_some(file)
+}
+
+/// Whether the open `file` is the file `key`.
+pub fn matches(file: &std::fs::File, key: FileKey) -> bool {
+    file.metadata()
+        .is_ok_and(|m| kernel_dev(m.dev()) == key.dev && m.ino() == key.ino)
 }
 
 /// One piece of work for the pool.
@@ -276,12 +281,15 @@ fn hash_file(path: &[u8], key: FileKey) -> std::io::Result<(String, u64)> {
     hash_reader(&mut file)
 }
 
+/// sha256 of the whole file, read with `pread`: descriptors shared with the FIM thread's held
+/// copy have one offset, which this leaves alone.
 fn hash_reader(file: &mut std::fs::File) -> std::io::Result<(String, u64)> {
+    use std::os::unix::fs::FileExt;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 256 * 1024];
     let mut total = 0u64;
     loop {
-        let n = file.read(&mut buf)?;
+        let n = file.read_at(&mut buf, total)?;
         if n == 0 {
             break;
         }

@@ -109,6 +109,11 @@ impl Fim {
                 }
                 let mut d = draft(Action::Deleted, &path, key);
                 d.detail.link_count = nlink_of(touched, key);
+                if d.detail.link_count == 0 {
+                    // Its last name is gone: let the inode go once queued reads are done (each
+                    // has a copy of the descriptor).
+                    self.held.remove(&key);
+                }
                 d.detail.outside_watched = outside;
                 if dir {
                     d.detail.r#type = "dir".into();

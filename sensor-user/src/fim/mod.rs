@@ -89,6 +89,8 @@ impl FimStats {
 
 enum Input {
     Scan(tokio::sync::oneshot::Sender<FimScanReply>),
+    /// Finish and end. Explicit: other handles (the gRPC server's) may outlive the reader.
+    Stop,
 }
 
 /// The reader's and server's handle on the FIM thread.
@@ -110,7 +112,7 @@ impl Handle {
     /// Stops the thread once it has handled everything queued, and waits for it.
     pub fn stop(self) {
         let thread = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
-        drop(self.tx);
+        let _ = self.tx.send(Input::Stop);
         if let Some(t) = thread {
             let _ = t.join();
         }
@@ -161,6 +163,7 @@ pub fn start(
         dirty: HashMap::new(),
         recheck: HashMap::new(),
         exes: HashMap::new(),
+        held: HashMap::new(),
         close_sent: kernel.close_sent,
         closed: HashMap::new(),
         queue: VecDeque::new(),
@@ -184,6 +187,11 @@ pub fn start(
 const POLL_WAIT: Duration = Duration::from_millis(10);
 /// After a close record, how long until the kernel's count of closes it left out is read.
 const TRAILING_CHECK: Duration = Duration::from_millis(3);
+/// How long the descriptor of a changed file is kept after its last change, and how many are
+/// kept at most. Holding one keeps a deleted file's inode until then; it is let go as soon as
+/// the file's last name is removed.
+const HOLD_FOR: Duration = Duration::from_secs(30);
+const HOLD_MAX: usize = 1024;
 /// How long a created file waits for its first close before it is reported anyway.
 const CREATE_WAIT: Duration = Duration::from_secs(2);
 /// How often unsaved baseline changes are committed.
@@ -313,6 +321,8 @@ struct Fim {
     names: Names,
     created: HashMap<FileKey, Created>,
     dirty: HashMap<FileKey, Dirty>,
+    /// Read descriptors of files changed lately, with when each last changed.
+    held: HashMap<FileKey, (std::fs::File, Instant)>,
     /// The kernel's close records per file and what it left out, and the files closed lately.
     close_sent: BpfHashMap<MapData, FileKey, sensor_common::CloseSent>,
     closed: HashMap<FileKey, Closed>,
@@ -358,8 +368,8 @@ impl Fim {
                     self.finish_queue();
                     let _ = reply.send(self.scan(true));
                 }
+                Ok(Input::Stop) | Err(crossbeam_channel::TryRecvError::Disconnected) => break,
                 Err(crossbeam_channel::TryRecvError::Empty) => {}
-                Err(crossbeam_channel::TryRecvError::Disconnected) => break,
             }
             while let Ok(done) = self.done_rx.try_recv() {
                 self.on_done(done);
@@ -400,10 +410,43 @@ impl Fim {
         }
     }
 
+    /// A descriptor of the file `key` at `path`: a copy of the one held since its last change,
+    /// or a new one, then held for [`HOLD_FOR`].
+    fn held_file(&mut self, key: FileKey, path: &[u8]) -> Option<std::fs::File> {
+        let now = Instant::now();
+        if let Some((file, at)) = self.held.get_mut(&key) {
+            *at = now;
+            return file.try_clone().ok();
+        }
+        let file = hash::open(path)?;
+        if key != FileKey::default() && hash::matches(&file, key) {
+            if self.held.len() >= HOLD_MAX {
+                self.release_oldest();
+            }
+            if let Ok(copy) = file.try_clone() {
+                self.held.insert(key, (copy, now));
+            }
+        }
+        Some(file)
+    }
+
+    fn release_oldest(&mut self) {
+        let oldest = self
+            .held
+            .iter()
+            .min_by_key(|(_, (_, at))| *at)
+            .map(|(k, _)| *k);
+        if let Some(k) = oldest {
+            self.held.remove(&k);
+        }
+    }
+
     /// Reports created files whose close never came and content changes that settled, and
     /// checks files whose closes the kernel left out after their last record.
     fn tick(&mut self, all: bool) {
         let now = Instant::now();
+        self.held
+            .retain(|_, (_, at)| now.duration_since(*at) < HOLD_FOR);
         let quiet: Vec<FileKey> = self
             .closed
             .iter()
@@ -502,18 +545,17 @@ impl Fim {
         let job = (!draft.read.is_empty()).then(|| {
             let id = self.next_job;
             self.next_job += 1;
-            self.pool.submit(
-                Job {
-                    id,
-                    // Opened now, as the record arrives: a delete right after the change
-                    // (`echo x >> f; rm f`) then leaves the content readable.
-                    file: hash::open(&draft.read),
-                    path: draft.read.clone(),
-                    expect: (draft.key != FileKey::default()).then_some(draft.key),
-                    hash: draft.hash,
-                },
-                &self.done_tx,
-            );
+            let job = Job {
+                id,
+                // Opened now, as the record arrives, or held since the file's last change: a
+                // delete right after the change (`echo x >> f; rm f`) then leaves the content
+                // readable.
+                file: self.held_file(draft.key, &draft.read),
+                path: draft.read.clone(),
+                expect: (draft.key != FileKey::default()).then_some(draft.key),
+                hash: draft.hash,
+            };
+            self.pool.submit(job, &self.done_tx);
             id
         });
         self.queue.push_back(Item {
