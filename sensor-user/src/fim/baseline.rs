@@ -262,4 +262,23 @@ mod tests {
         );
         std::fs::remove_dir_all(&dir).unwrap();
     }
+
+    #[test]
+    fn another_programs_database_is_foreign() {
+        let dir = std::env::temp_dir().join(format!("fim-foreign-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("other.redb");
+        let other: TableDefinition<&str, u64> = TableDefinition::new("accounts");
+        let db = Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(other).unwrap().insert("alice", 1).unwrap();
+        txn.commit().unwrap();
+        drop(db);
+
+        let err = Baseline::open(&path, false).err().unwrap();
+
+        assert!(matches!(err, BaselineError::Foreign { .. }), "{err}");
+        assert!(err.to_string().contains("--rebuild-baseline"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
