@@ -29,6 +29,7 @@ pub struct KernelOffsets {
     pub files_fdt: u32,
     pub fdtable_max_fds: u32,
     pub fdtable_fd: u32,
+    pub fdtable_close_on_exec: u32,
     pub cred_uid: u32,
     pub cred_gid: u32,
     pub cred_euid: u32,
@@ -47,6 +48,7 @@ pub struct KernelOffsets {
     pub file_f_count: u32,
     pub inode_i_ino: u32,
     pub inode_i_nlink: u32,
+    pub inode_i_writecount: u32,
     pub inode_i_sb: u32,
     pub sb_s_dev: u32,
     pub sb_s_magic: u32,
@@ -119,7 +121,7 @@ impl Settings {
     };
 }
 
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 61 * 4);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 63 * 4);
 const _: () = assert!(core::mem::size_of::<Settings>() == 8);
 
 #[cfg(feature = "user")]

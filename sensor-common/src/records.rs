@@ -31,7 +31,7 @@ pub mod kind {
     pub const EXEC_FAILED: u32 = 4;
     /// A file was created in a watched directory by an open (`O_CREAT`).
     pub const FIM_CREATE: u32 = 5;
-    /// A descriptor open for writing on a watched file is being closed.
+    /// The last writer of a watched file closed it (`close`, or `dup2`/`dup3` over it).
     pub const FIM_CLOSE: u32 = 6;
     /// A watched file's change time moved outside a namespace or attribute syscall: its
     /// content changed (a write, a mapping, asynchronous I/O).
@@ -39,6 +39,8 @@ pub mod kind {
     /// A namespace or attribute syscall (unlink, rename, link, chmod, ...) changed a watched
     /// file or directory; sent at the syscall's exit with its arguments.
     pub const FIM_SYSCALL: u32 = 8;
+    /// A watched file was opened for writing; the record carries the name it was opened by.
+    pub const FIM_OPEN: u32 = 9;
 }
 
 /// Common prefix of every record.

@@ -70,7 +70,7 @@ pub fn tgid(task: KPtr) -> u32 {
 
 /// Boot-time start of the group leader of `task`, the time half of its identity.
 #[inline(always)]
-fn leader_start(task: KPtr) -> u64 {
+pub fn leader_start(task: KPtr) -> u64 {
     get(
         get_ptr(task, off!(task_group_leader)),
         off!(task_start_boottime),
@@ -137,6 +137,16 @@ pub fn fd_file(task: KPtr, fd: i32) -> Option<KPtr> {
     }
     let fds = read_ptr(fdt, off!(fdtable_fd))?;
     read_ptr(fds, fd as usize * 8)
+}
+
+/// Whether descriptor `fd` of `task` is closed when the task executes a new program.
+#[inline(always)]
+pub fn fd_cloexec(task: KPtr, fd: u32) -> bool {
+    let word = read_ptr(task, off!(task_files))
+        .and_then(|f| read_ptr(f, off!(files_fdt)))
+        .and_then(|fdt| read_ptr(fdt, off!(fdtable_close_on_exec)))
+        .and_then(|bits| read::<u64>(bits, (fd as usize / 64) * 8));
+    word.is_some_and(|w| (w >> (fd % 64)) & 1 == 1)
 }
 
 /// Bytes a successful `bpf_probe_read_user_str` wrote, NUL included, from its return value.

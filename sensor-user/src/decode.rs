@@ -96,9 +96,11 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
         kind::EXIT => Ok(Record::Exit(fixed(bytes, header.kind)?)),
         kind::EXEC => decode_exec(bytes).map(|e| Record::Exec(Box::new(e))),
         kind::EXEC_FAILED => decode_exec_failed(bytes).map(|e| Record::ExecFailed(Box::new(e))),
-        kind::FIM_CREATE | kind::FIM_CLOSE | kind::FIM_CHANGE | kind::FIM_SYSCALL => {
-            decode_fim(bytes, header.kind).map(|f| Record::Fim(Box::new(f)))
-        }
+        kind::FIM_CREATE
+        | kind::FIM_OPEN
+        | kind::FIM_CLOSE
+        | kind::FIM_CHANGE
+        | kind::FIM_SYSCALL => decode_fim(bytes, header.kind).map(|f| Record::Fim(Box::new(f))),
         other => Err(DecodeError::UnknownKind(other)),
     }
 }

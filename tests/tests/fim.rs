@@ -418,6 +418,75 @@ impl Drop for Unmount {
     }
 }
 
+/// Descriptors copied by `fcntl(F_DUPFD)` and `dup` are followed to the last close, which
+/// brings the name the file was written through; a descriptor an exec closed is not taken for
+/// the new program's descriptor that gets its number.
+#[test]
+fn descriptor_copies_and_exec_closes_are_attributed_right() {
+    let (toml, marks) = config("fds", &["/tmp/fim-fds/watched"]);
+    bash(
+        "rm -rf /tmp/fim-fds && mkdir -p /tmp/fim-fds/watched /tmp/fim-fds/elsewhere \
+         && echo a > /tmp/fim-fds/watched/dup && echo b > /tmp/fim-fds/watched/exec \
+         && ln /tmp/fim-fds/watched/dup /tmp/fim-fds/elsewhere/alias",
+    );
+    let Some(sensor) = Sensor::start_with_config("fds", &toml) else {
+        return;
+    };
+    sensor.wait_fim_ready();
+
+    let (out, ev) = trigger(
+        &sensor,
+        &marks,
+        "/tmp/fim-fds",
+        r#"
+/usr/bin/python3 - <<'PYEOF'
+import fcntl, os
+f = os.open("/tmp/fim-fds/elsewhere/alias", os.O_WRONLY | os.O_APPEND)
+d = fcntl.fcntl(f, fcntl.F_DUPFD, 10)
+os.close(f)                     # the copy still holds the file
+e = os.dup(d)
+os.close(d)
+os.write(e, b"via-copies\n")
+os.close(e)                     # the last writer
+PYEOF
+/usr/bin/python3 - <<'PYEOF'
+import os
+f = os.open("/tmp/fim-fds/watched/exec", os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+os.write(f, b"before-exec\n")
+print("fd", f, flush=True)
+# The exec closes it; cat opens its argument on the same number and closes it.
+os.execv("/usr/bin/cat", ["cat", "/etc/hostname"])
+PYEOF
+sleep 1.5                       # the exec's change is reported when its change time settles
+cd / && rm -rf /tmp/fim-fds
+"#,
+    );
+    assert_eq!(printed(&out, "fd "), 3, "{out}");
+    let (_, copies) = next(&ev, 0, "file-modified", "/tmp/fim-fds/watched/dup");
+    assert_eq!(hash(copies), sha256(b"a\nvia-copies\n"), "{}", show(&ev));
+    assert_eq!(
+        fim_str(copies, "written_path"),
+        "/tmp/fim-fds/elsewhere/alias",
+        "seen at the last close: {}",
+        show(&ev)
+    );
+    assert!(exe(copies).starts_with("/usr/bin/python3"));
+    let exec = "/tmp/fim-fds/watched/exec";
+    let (_, written) = next(&ev, 0, "file-modified", exec);
+    assert_eq!(hash(written), sha256(b"b\nbefore-exec\n"));
+    assert!(
+        exe(written).starts_with("/usr/bin/python3"),
+        "the writer, not the program after the exec: {}",
+        show(&ev)
+    );
+    assert!(
+        !ev.iter()
+            .any(|e| file_path(e) == exec && exe(e) == "/usr/bin/cat"),
+        "{}",
+        show(&ev)
+    );
+}
+
 #[test]
 fn changes_made_while_stopped_are_found_at_start_and_the_rest_is_quiet() {
     let state = std::path::PathBuf::from("/tmp/fim-restart-state");

@@ -14,9 +14,25 @@ impl Fim {
         let actor = Some(super::actor(&self.host, rec));
         let raw = &rec.raw;
         let boot_ns = raw.header.boot_ns;
+        tracing::trace!(
+            kind = raw.header.kind,
+            inode = raw.key.ino,
+            tgid = raw.ids.tgid,
+            "FIM record"
+        );
         match raw.header.kind {
             kind::FIM_CREATE => self.on_create(rec, actor),
+            // A truncated name is not kept: the names known give a better one.
+            kind::FIM_OPEN if !rec.path.truncated => {
+                // A cache of names, not a record of changes: dropping it costs a lookup.
+                if self.written.len() >= 65_536 {
+                    self.written.clear();
+                }
+                self.written
+                    .insert((raw.ids.tgid, raw.key), rec.path.bytes.clone());
+            }
             kind::FIM_CLOSE => {
+                let written = self.written.get(&(raw.ids.tgid, raw.key)).cloned();
                 let skipped = self.close_sent.get(&raw.key, 0).map_or(0, |s| s.skipped);
                 let closed = super::Closed {
                     actor: actor.clone(),
@@ -26,17 +42,18 @@ impl Fim {
                 };
                 self.closed.insert(raw.key, closed);
                 if let Some(c) = self.created.get_mut(&raw.key) {
-                    if !rec.path.truncated && rec.path.bytes != c.path {
-                        let named = std::mem::replace(&mut c.path, rec.path.bytes.clone());
+                    // The name it was opened by, rebuilt from its dentry, over the name the
+                    // create record put together.
+                    if let Some(path) = written.filter(|p| *p != c.path) {
+                        let named = std::mem::replace(&mut c.path, path.clone());
                         self.names.remove(&named);
-                        self.names.add(&rec.path.bytes, raw.key);
+                        self.names.add(&path, raw.key);
                     }
                     self.report_created(raw.key, None);
                     return;
                 }
                 self.dirty.remove(&raw.key);
-                let written = (!rec.path.truncated).then_some(rec.path.bytes.as_slice());
-                self.modified(raw.key, actor, boot_ns, written, None);
+                self.modified(raw.key, actor, boot_ns, written.as_deref(), None);
             }
             kind::FIM_CHANGE if !self.created.contains_key(&raw.key) => {
                 let at = Instant::now();

@@ -164,6 +164,7 @@ pub fn start(
         recheck: HashMap::new(),
         exes: HashMap::new(),
         held: HashMap::new(),
+        written: HashMap::new(),
         close_sent: kernel.close_sent,
         closed: HashMap::new(),
         queue: VecDeque::new(),
@@ -304,6 +305,14 @@ struct Item {
     draft: Draft,
 }
 
+/// A change to a file that came while a check of it was reading, for the check after.
+struct Recheck {
+    actor: Option<Process>,
+    boot_ns: u64,
+    written: Option<Vec<u8>>,
+    syscall: Option<&'static str>,
+}
+
 struct Fim {
     watch: Watch,
     map: WatchedMap,
@@ -321,6 +330,8 @@ struct Fim {
     names: Names,
     created: HashMap<FileKey, Created>,
     dirty: HashMap<FileKey, Dirty>,
+    /// The name each process last opened each watched file for writing by.
+    written: HashMap<(u32, FileKey), Vec<u8>>,
     /// Read descriptors of files changed lately, with when each last changed.
     held: HashMap<FileKey, (std::fs::File, Instant)>,
     /// The kernel's close records per file and what it left out, and the files closed lately.
@@ -328,8 +339,8 @@ struct Fim {
     closed: HashMap<FileKey, Closed>,
     /// Executable of each process, from the last record that carried it.
     exes: HashMap<u32, decode::KernelPath>,
-    /// Files changed again while a check of them was reading: the latest actor and time.
-    recheck: HashMap<FileKey, (Option<Process>, u64)>,
+    /// Files changed again while a check of them was reading: the latest change.
+    recheck: HashMap<FileKey, Recheck>,
     queue: VecDeque<Item>,
     next_job: u64,
     unsaved: BTreeMap<Vec<u8>, Option<Entry>>,
@@ -491,7 +502,7 @@ impl Fim {
         actor: Option<Process>,
         boot_ns: u64,
         written: Option<&[u8]>,
-        syscall: Option<&str>,
+        syscall: Option<&'static str>,
     ) {
         let Some(path) = self.names.primary(key).cloned() else {
             return;
@@ -503,7 +514,13 @@ impl Fim {
         if in_flight {
             // A check of this file is already reading it: one more runs when it is done, for
             // what changed since. A burst of closes becomes a few events, never a lost change.
-            self.recheck.insert(key, (actor, boot_ns));
+            let again = Recheck {
+                actor,
+                boot_ns,
+                written: written.map(<[u8]>::to_vec),
+                syscall,
+            };
+            self.recheck.insert(key, again);
             return;
         }
         let mut d = Draft::new(Action::Modified, &path, key);
@@ -585,8 +602,8 @@ impl Fim {
             let modified = item.draft.action == Action::Modified;
             self.finalize(item.draft, item.done);
             if modified {
-                if let Some((actor, boot_ns)) = self.recheck.remove(&key) {
-                    self.modified(key, actor, boot_ns, None, None);
+                if let Some(r) = self.recheck.remove(&key) {
+                    self.modified(key, r.actor, r.boot_ns, r.written.as_deref(), r.syscall);
                 }
             }
         }

@@ -130,25 +130,68 @@ pub struct Loaded {
     pub fim: Option<crate::fim::Kernel>,
 }
 
-/// File-integrity hooks, attached when `fim.paths` is not empty. Closes use the close and dup
-/// syscalls' tracepoints (every kernel); creates and every other change are seen at the
-/// `timestamp` tracepoints, 6.13+ (multigrain timestamps), so nothing runs on each open.
+/// File-integrity hooks, attached when `fim.paths` is not empty. Writers are followed at the
+/// exits of the open, close and dup syscalls (every kernel; exits only, see `WRITERS` in
+/// sensor-ebpf); creates and every other change are seen at the `timestamp` tracepoints,
+/// 6.13+ (multigrain timestamps).
 const FIM_HOOKS: &[Hook] = &[
     Hook {
-        program: "fim_close",
-        tracepoint: "sys_enter_close",
+        program: "fim_open_exit",
+        tracepoint: "sys_exit_open",
         category: Some("syscalls"),
         required: false,
     },
     Hook {
-        program: "fim_dup",
-        tracepoint: "sys_enter_dup2",
+        program: "fim_open_exit",
+        tracepoint: "sys_exit_openat",
         category: Some("syscalls"),
         required: false,
     },
     Hook {
-        program: "fim_dup",
-        tracepoint: "sys_enter_dup3",
+        program: "fim_open_exit",
+        tracepoint: "sys_exit_openat2",
+        category: Some("syscalls"),
+        required: false,
+    },
+    Hook {
+        program: "fim_open_exit",
+        tracepoint: "sys_exit_creat",
+        category: Some("syscalls"),
+        required: false,
+    },
+    Hook {
+        program: "fim_open_exit",
+        tracepoint: "sys_exit_open_by_handle_at",
+        category: Some("syscalls"),
+        required: false,
+    },
+    Hook {
+        program: "fim_close_exit",
+        tracepoint: "sys_exit_close",
+        category: Some("syscalls"),
+        required: false,
+    },
+    Hook {
+        program: "fim_dup_exit",
+        tracepoint: "sys_exit_dup",
+        category: Some("syscalls"),
+        required: false,
+    },
+    Hook {
+        program: "fim_fcntl_exit",
+        tracepoint: "sys_exit_fcntl",
+        category: Some("syscalls"),
+        required: false,
+    },
+    Hook {
+        program: "fim_dup2_exit",
+        tracepoint: "sys_exit_dup2",
+        category: Some("syscalls"),
+        required: false,
+    },
+    Hook {
+        program: "fim_dup2_exit",
+        tracepoint: "sys_exit_dup3",
         category: Some("syscalls"),
         required: false,
     },
