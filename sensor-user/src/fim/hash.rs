@@ -182,20 +182,33 @@ fn run(job: Job, max_bytes: u64) -> Done {
         return done;
     }
     if job.hash && entry.is_regular() {
-        if entry.size > max_bytes {
-            done.skipped = Some(format!("larger than max_hash_bytes ({max_bytes})"));
-        } else {
-            match hash_file(&job.path, entry.key()) {
-                Ok((sha, n)) => {
-                    entry.sha256 = Some(sha);
-                    done.bytes_hashed = n;
-                }
-                Err(e) => done.skipped = Some(format!("unreadable: {e}")),
-            }
-        }
+        let key = entry.key();
+        hash_within(&mut entry, &mut done, max_bytes, || {
+            hash_file(&job.path, key)
+        });
     }
     done.entry = Ok(entry);
     done
+}
+
+/// Hashes with `read` unless the file is above the cap; the hash or why there is none.
+fn hash_within(
+    entry: &mut Entry,
+    done: &mut Done,
+    max_bytes: u64,
+    read: impl FnOnce() -> std::io::Result<(String, u64)>,
+) {
+    if entry.size > max_bytes {
+        done.skipped = Some(format!("larger than max_hash_bytes ({max_bytes})"));
+        return;
+    }
+    match read() {
+        Ok((sha, n)) => {
+            entry.sha256 = Some(sha);
+            done.bytes_hashed = n;
+        }
+        Err(e) => done.skipped = Some(format!("unreadable: {e}")),
+    }
 }
 
 /// [`run`] for a file already open: its facts and content even if it was removed since.
@@ -219,17 +232,7 @@ fn run_open(
         return done;
     }
     if hash {
-        if entry.size > max_bytes {
-            done.skipped = Some(format!("larger than max_hash_bytes ({max_bytes})"));
-        } else {
-            match hash_reader(&mut file) {
-                Ok((sha, n)) => {
-                    entry.sha256 = Some(sha);
-                    done.bytes_hashed = n;
-                }
-                Err(e) => done.skipped = Some(format!("unreadable: {e}")),
-            }
-        }
+        hash_within(&mut entry, &mut done, max_bytes, || hash_reader(&mut file));
     }
     done.entry = Ok(entry);
     done
