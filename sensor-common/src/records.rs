@@ -41,6 +41,8 @@ pub mod kind {
     pub const FIM_SYSCALL: u32 = 8;
     /// A watched file was opened for writing; the record carries the name it was opened by.
     pub const FIM_OPEN: u32 = 9;
+    /// A memory or cross-process operation of interest (see [`mem_op`](crate::mem_op)).
+    pub const MEM: u32 = 10;
 }
 
 /// Common prefix of every record.
@@ -376,6 +378,70 @@ pub const FIM_VARIABLE: usize = 6 * PATH_SPAN;
 const _: () =
     assert!(core::mem::size_of::<FimRecord>() + FIM_VARIABLE + PATH_REGION <= EXEC_SCRATCH);
 
+/// What a [`MemRecord`] reports.
+pub mod mem_op {
+    /// `memfd_create`; `flags` are its flags, the variable data its name.
+    pub const MEMFD_CREATE: u32 = 1;
+    /// `mmap` making executable memory: anonymous, writable and executable, or backed by a
+    /// file on tmpfs or one with no name left.
+    pub const MMAP: u32 = 2;
+    /// `mprotect` adding execute permission.
+    pub const MPROTECT: u32 = 3;
+    /// `ptrace` attaching to or writing into another process; `flags` is the request.
+    pub const PTRACE: u32 = 4;
+    /// `process_vm_writev`; `ret` is the bytes written.
+    pub const VM_WRITEV: u32 = 5;
+    /// An open for writing of a process's `mem` file in procfs; the data is its path.
+    pub const PROC_MEM_OPEN: u32 = 6;
+}
+
+/// `prev_prot` when the protection before an `mprotect` is not known.
+pub const PROT_UNKNOWN: u32 = u32::MAX;
+
+/// A memory or cross-process operation, sent at the syscall's exit. Variable data: for memory
+/// made executable, the region's first page as it was then (`page_len` bytes, 0 when not
+/// present in memory); then a name or path (`path_len` bytes): the memfd name as passed, or the
+/// dentry path (leaf first) of the file behind a mapping or of the procfs `mem` file opened.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct MemRecord {
+    pub header: RecordHeader,
+    pub ids: TaskIds,
+    pub creds: Creds,
+    /// One of [`mem_op`].
+    pub op: u32,
+    /// Protection asked for (`mmap`, `mprotect`).
+    pub prot: u32,
+    /// The syscall's return value.
+    pub ret: i64,
+    /// Start of the region (`mmap`'s result, `mprotect`'s argument) or `ptrace`'s address.
+    pub addr: u64,
+    /// Length of the region, or `ptrace`'s data word.
+    pub len: u64,
+    /// `mmap` or `memfd_create` flags, the `ptrace` request, or the open flags.
+    pub flags: u64,
+    /// Protection of the region before an `mprotect`, or [`PROT_UNKNOWN`].
+    pub prev_prot: u32,
+    /// The `mmap` descriptor.
+    pub fd: i32,
+    /// Process the operation is aimed at (`ptrace`, `process_vm_writev`).
+    pub target: u32,
+    /// The backing file's link count, filesystem magic and inode (`mmap` of a file).
+    pub file_nlink: u32,
+    pub file_magic: u32,
+    pub path_len: u32,
+    pub file_ino: u64,
+    /// Bit 0: the path or name was cut.
+    pub truncated: u32,
+    pub page_len: u32,
+    pub comm: [u8; 16],
+}
+
+/// Bytes of a region copied into a [`MemRecord`].
+pub const MEM_PAGE: usize = 4096;
+
+const _: () = assert!(core::mem::size_of::<MemRecord>() == 168);
+const _: () = assert!(core::mem::size_of::<MemRecord>() + MEM_PAGE + PATH_REGION <= EXEC_SCRATCH);
 const _: () = assert!(core::mem::size_of::<RecordHeader>() == 16);
 const _: () = assert!(core::mem::size_of::<TaskIds>() == 32);
 const _: () = assert!(core::mem::size_of::<Creds>() == 24);

@@ -13,6 +13,7 @@ mod fim;
 mod fork;
 mod kernel;
 mod maps;
+mod memory;
 mod path;
 mod probe;
 

@@ -30,6 +30,9 @@ pub struct Config {
     pub process_table: ProcessTableConfig,
     /// File-integrity monitoring.
     pub fim: FimConfig,
+    /// Fileless-attack findings: memory made executable, memfd and deleted-binary execs,
+    /// writes into other processes.
+    pub memory: MemoryConfig,
     /// Set by `sensor --rebuild-baseline`: discard the FIM baseline database and scan anew.
     #[serde(skip)]
     pub rebuild_baseline: bool,
@@ -116,6 +119,128 @@ impl Default for FimConfig {
     }
 }
 
+/// Fileless-attack findings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MemoryConfig {
+    /// Attach the memory and cross-process hooks and raise their alerts.
+    pub enabled: bool,
+    /// Alerts per process and rule per minute; the rest are counted and the count is carried
+    /// by the next alert that goes out.
+    pub alerts_per_minute: u32,
+    /// Suppressions, each matched on what the kernel reported. Replaces the default list when
+    /// given; see README.
+    pub allow: Vec<AllowEntry>,
+}
+
+/// One suppression: an alert is not raised when every field given matches it exactly.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AllowEntry {
+    /// Why it is here (for people; not matched).
+    #[serde(default)]
+    pub reason: String,
+    /// Rule name (`memory-executable-anonymous`, ...); unset: every memory rule.
+    pub rule: Option<String>,
+    /// `process.executable` as the kernel reports it (the loaded file, not argv).
+    pub executable: Option<String>,
+    /// For exec rules: the executable the process ran before this exec.
+    pub previous_executable: Option<String>,
+    /// `process.parent.executable`.
+    pub parent_executable: Option<String>,
+    /// For memfd rules: the memfd's name, without `memfd:`.
+    pub memfd_name: Option<String>,
+}
+
+/// Suppressions that apply when `[memory] allow` is absent: programs that make executable
+/// memory as their normal work, matched on the executable the kernel loaded.
+pub fn default_allow() -> Vec<AllowEntry> {
+    let jit = |exe: &str, why: &str| AllowEntry {
+        reason: why.into(),
+        rule: Some("memory-executable-anonymous".into()),
+        executable: Some(exe.into()),
+        ..AllowEntry::default()
+    };
+    vec![
+        jit(
+            "/usr/bin/node",
+            "V8 compiles JavaScript into anonymous executable memory",
+        ),
+        jit(
+            "/usr/bin/nodejs",
+            "V8 compiles JavaScript into anonymous executable memory",
+        ),
+        jit("/usr/lib/jvm/java-17-openjdk-amd64/bin/java", "HotSpot JIT"),
+        jit("/usr/lib/jvm/java-21-openjdk-amd64/bin/java", "HotSpot JIT"),
+        AllowEntry {
+            reason: "runc copies itself into a memfd and re-executes from it (CVE-2019-5736)"
+                .into(),
+            rule: Some("exec-from-memory".into()),
+            previous_executable: Some("/usr/bin/runc".into()),
+            memfd_name: Some("runc_cloned:/proc/self/exe".into()),
+            ..AllowEntry::default()
+        },
+        AllowEntry {
+            reason: "runc copies itself into a memfd and re-executes from it (CVE-2019-5736)"
+                .into(),
+            rule: Some("exec-from-memory".into()),
+            previous_executable: Some("/usr/sbin/runc".into()),
+            memfd_name: Some("runc_cloned:/proc/self/exe".into()),
+            ..AllowEntry::default()
+        },
+    ]
+}
+
+impl Default for MemoryConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            alerts_per_minute: 10,
+            allow: default_allow(),
+        }
+    }
+}
+
+impl MemoryConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.alerts_per_minute == 0 {
+            return Err(ConfigError::Value {
+                key: "memory.alerts_per_minute",
+                problem: "must be at least 1".into(),
+            });
+        }
+        for (i, a) in self.allow.iter().enumerate() {
+            let empty = a.executable.is_none()
+                && a.previous_executable.is_none()
+                && a.parent_executable.is_none()
+                && a.memfd_name.is_none();
+            if empty {
+                return Err(ConfigError::Value {
+                    key: "memory.allow",
+                    problem: format!(
+                        "entry {i} matches every process: give executable, \
+                         previous_executable, parent_executable or memfd_name"
+                    ),
+                });
+            }
+            let known = crate::memory::RULES
+                .iter()
+                .any(|r| Some(*r) == a.rule.as_deref());
+            if a.rule.is_some() && !known {
+                return Err(ConfigError::Value {
+                    key: "memory.allow",
+                    problem: format!(
+                        "entry {i}: unknown rule {:?} (known: {})",
+                        a.rule.as_deref().unwrap_or(""),
+                        crate::memory::RULES.join(", ")
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Bounds of the process table.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -139,6 +264,7 @@ impl Default for Config {
             sink_queue: 262_144,
             process_table: ProcessTableConfig::default(),
             fim: FimConfig::default(),
+            memory: MemoryConfig::default(),
             rebuild_baseline: false,
         }
     }
@@ -228,7 +354,8 @@ impl Config {
         if self.json_out.as_deref() == Some("") {
             return bad("json_out", "must be `-` or a file path");
         }
-        self.fim.validate()
+        self.fim.validate()?;
+        self.memory.validate()
     }
 }
 

@@ -88,7 +88,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     };
     let mut server = tokio::spawn(server::serve(service, listen, shutdown.clone()));
 
-    let tracker = Tracker::new(host, table);
+    let findings = crate::memory::Findings::new(&config.memory);
+    let tracker = Tracker::new(host, table, findings);
     let ring = reader::Ring {
         events,
         lost,

@@ -4,8 +4,8 @@
 //! Anything short or inconsistent is a [`DecodeError`], counted by the caller, never a panic.
 
 use sensor_common::{
-    exec_failed_flags, exec_flags, fim_flags, kind, ExecFailedRecord, ExecRecord, ExitRecord,
-    FimRecord, ForkRecord, RecordHeader,
+    exec_failed_flags, exec_flags, fim_flags, kind, mem_op, ExecFailedRecord, ExecRecord,
+    ExitRecord, FimRecord, ForkRecord, MemRecord, RecordHeader,
 };
 
 /// A decoded kernel record.
@@ -16,6 +16,19 @@ pub enum Record {
     ExecFailed(Box<ExecFailed>),
     Exit(ExitRecord),
     Fim(Box<Fim>),
+    Mem(Box<Mem>),
+}
+
+/// A memory or cross-process record with its name or path.
+#[derive(Debug, Clone)]
+pub struct Mem {
+    pub raw: MemRecord,
+    /// The memfd name as passed (`memfd_create`), or the dentry path of the file behind a
+    /// mapping or of the procfs `mem` file opened; empty for none.
+    pub path: KernelPath,
+    /// The first page of a region made executable, as it was at the syscall; empty when it
+    /// was not in memory.
+    pub page: Vec<u8>,
 }
 
 /// A file-integrity record with its variable data parsed.
@@ -101,6 +114,7 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
         | kind::FIM_CLOSE
         | kind::FIM_CHANGE
         | kind::FIM_SYSCALL => decode_fim(bytes, header.kind).map(|f| Record::Fim(Box::new(f))),
+        kind::MEM => decode_mem(bytes).map(|m| Record::Mem(Box::new(m))),
         other => Err(DecodeError::UnknownKind(other)),
     }
 }
@@ -236,6 +250,32 @@ fn decode_fim(bytes: &[u8], kind: u32) -> Result<Fim, DecodeError> {
         name1,
         base1,
     })
+}
+
+fn decode_mem(bytes: &[u8]) -> Result<Mem, DecodeError> {
+    let raw: MemRecord = fixed(bytes, kind::MEM)?;
+    let fixed_len = std::mem::size_of::<MemRecord>();
+    let page_end = fixed_len + raw.page_len as usize;
+    let need = page_end + raw.path_len as usize;
+    if bytes.len() < need {
+        return Err(DecodeError::Truncated {
+            kind: kind::MEM,
+            need,
+            got: bytes.len(),
+        });
+    }
+    let page = bytes[fixed_len..page_end].to_vec();
+    let data = &bytes[page_end..need];
+    let truncated = raw.truncated & 1 != 0;
+    let path = if raw.op == mem_op::MEMFD_CREATE {
+        KernelPath {
+            bytes: c_string(data),
+            truncated,
+        }
+    } else {
+        optional_path(data, truncated)
+    };
+    Ok(Mem { raw, path, page })
 }
 
 /// A dentry path, or empty bytes when none was written.

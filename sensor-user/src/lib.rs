@@ -11,6 +11,7 @@ pub mod daemon;
 pub mod decode;
 pub mod fim;
 pub mod loader;
+pub mod memory;
 pub mod process;
 pub mod reader;
 pub mod render;

@@ -109,6 +109,9 @@ fn handle(bytes: &[u8], tracker: &mut Tracker, bus: &mut Bus, stats: &Stats) {
                 tracing::trace!(action = %event.action, "event");
                 bus.publish(event);
             }
+            for alert in tracker.take_alerts() {
+                bus.publish(alert);
+            }
         }
         Err(e) => {
             stats
@@ -129,6 +132,7 @@ fn hook_name(record: &decode::Record) -> &'static str {
         decode::Record::ExecFailed(_) => "tracepoint/syscalls/sys_exit_execve",
         decode::Record::Exit(_) => "tp_btf/sched_process_exit",
         decode::Record::Fim(_) => "fim",
+        decode::Record::Mem(_) => "memory",
     }
 }
 

@@ -5,7 +5,7 @@
 //! the field's name is listed in `sensor.escaped` so a reader knows to unescape it. Fields ECS
 //! lacks live under `sensor`.
 
-use sensor_proto::v1::{Event, FileDetail, FileState, Process};
+use sensor_proto::v1::{Event, FileDetail, FileState, MemoryDetail, Process};
 use serde_json::{json, Map, Value};
 
 /// Renders `event` as one JSON object.
@@ -19,6 +19,8 @@ pub fn to_json(event: &Event) -> Value {
         "file-created" | "file-linked" => ("file", "creation"),
         "file-deleted" => ("file", "deletion"),
         a if a.starts_with("file-") => ("file", "change"),
+        "mmap" | "mprotect" | "memfd-create" => ("process", "change"),
+        "ptrace" | "process-vm-writev" | "proc-mem-open" => ("process", "access"),
         _ => ("host", "info"),
     };
     let mut ev = json!({
@@ -60,6 +62,14 @@ pub fn to_json(event: &Event) -> Value {
                 "script".into(),
                 text(&exec.script, "sensor.exec.script", &mut escaped),
             );
+        }
+        if !exec.previous_executable.is_empty() {
+            let v = text(
+                &exec.previous_executable,
+                "sensor.exec.previous_executable",
+                &mut escaped,
+            );
+            e.insert("previous_executable".into(), v);
         }
         if exec.calling_tid != 0 {
             e.insert("calling_tid".into(), json!(exec.calling_tid));
@@ -112,6 +122,30 @@ pub fn to_json(event: &Event) -> Value {
         );
         out.insert("message".into(), json!(rule.description));
         out["event"]["severity"] = json!(rule.severity);
+        if !rule.technique_id.is_empty() {
+            out.insert(
+                "threat".into(),
+                json!({
+                    "framework": "MITRE ATT&CK",
+                    "technique": {"id": rule.technique_id, "name": rule.technique_name},
+                }),
+            );
+        }
+        if rule.suppressed_before != 0 {
+            sensor.insert(
+                "alerts_suppressed_before".into(),
+                json!(rule.suppressed_before),
+            );
+        }
+    }
+    if let Some(m) = &event.memory {
+        if m.syscall == "open" {
+            out.insert(
+                "file".into(),
+                json!({"path": text(&m.path, "file.path", &mut escaped), "inode": m.inode}),
+            );
+        }
+        sensor.insert("memory".into(), memory(m, &mut escaped));
     }
     if let Some(lost) = &event.lost {
         let mut l = json!({"count": lost.count, "source": lost.source});
@@ -125,6 +159,80 @@ pub fn to_json(event: &Event) -> Value {
     }
     out.insert("sensor".into(), Value::Object(sensor));
     Value::Object(out)
+}
+
+/// `sensor.memory`: the operation and its evidence; empty fields are left out.
+fn memory(m: &MemoryDetail, escaped: &mut Vec<&'static str>) -> Value {
+    let mut o = Map::new();
+    o.insert("syscall".into(), json!(m.syscall));
+    o.insert("result".into(), json!(m.result));
+    let mut put = |key: &str, v: Value, keep: bool| {
+        if keep {
+            o.insert(key.into(), v);
+        }
+    };
+    put(
+        "address",
+        json!(format!("{:#x}", m.address)),
+        m.address != 0,
+    );
+    put("length", json!(m.length), m.length != 0);
+    put("protection", json!(m.protection), !m.protection.is_empty());
+    let prev = !m.previous_protection.is_empty();
+    put("previous_protection", json!(m.previous_protection), prev);
+    put("flags", json!(m.flags), m.flags != 0);
+    put("backing", json!(m.backing), !m.backing.is_empty());
+    if !m.path.is_empty() {
+        put("path", text(&m.path, "sensor.memory.path", escaped), true);
+    }
+    if !m.memfd_name.is_empty() {
+        let name = text(&m.memfd_name, "sensor.memory.memfd_name", escaped);
+        put("memfd_name", name, true);
+    }
+    put("inode", json!(m.inode), m.inode != 0);
+    put(
+        "link_count",
+        json!(m.nlink),
+        !m.backing.is_empty() && m.backing != "anonymous",
+    );
+    put(
+        "ptrace_request",
+        json!(m.ptrace_request),
+        !m.ptrace_request.is_empty(),
+    );
+    if m.target_pid != 0 {
+        let mut t = json!({"pid": m.target_pid});
+        if !m.target_entity_id.is_empty() {
+            t["entity_id"] = json!(m.target_entity_id);
+        }
+        if !m.target_executable.is_empty() {
+            let exe = text(
+                &m.target_executable,
+                "sensor.memory.target.executable",
+                escaped,
+            );
+            t["executable"] = exe;
+        }
+        put("target", t, true);
+    }
+    if !m.previous_executable.is_empty() {
+        let exe = text(
+            &m.previous_executable,
+            "sensor.memory.previous_executable",
+            escaped,
+        );
+        put("previous_executable", exe, true);
+    }
+    if !m.first_page_sha256.is_empty() {
+        put(
+            "first_page",
+            json!({"sha256": m.first_page_sha256, "elf": m.starts_with_elf}),
+            true,
+        );
+    }
+    let unreadable = !m.region_unreadable.is_empty();
+    put("region_unreadable", json!(m.region_unreadable), unreadable);
+    Value::Object(o)
 }
 
 fn process(p: &Process, escaped: &mut Vec<&'static str>) -> Value {

@@ -79,7 +79,7 @@ pub fn stat(path: &[u8]) -> std::io::Result<Entry> {
     Ok(entry_of(&m, xattrs))
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

@@ -189,6 +189,7 @@ impl Fim {
                             String::from_utf8_lossy(&new)
                         ),
                         severity: 47,
+                        ..RuleDetail::default()
                     });
                 }
                 self.enqueue(d);

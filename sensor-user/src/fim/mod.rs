@@ -6,7 +6,7 @@
 //! their records came, each once its hash is ready.
 
 pub mod baseline;
-mod hash;
+pub(crate) mod hash;
 mod live;
 mod names;
 mod scan;

@@ -109,6 +109,29 @@ pub const HOOKS: &[Hook] = &[
     },
 ];
 
+/// An optional hook on a syscall's exit tracepoint.
+const fn exit_hook(program: &'static str, tracepoint: &'static str) -> Hook {
+    Hook {
+        program,
+        tracepoint,
+        category: Some("syscalls"),
+        required: false,
+    }
+}
+
+/// Memory and cross-process hooks (see `sensor-ebpf/src/memory.rs`), attached unless
+/// `memory.enabled` is false.
+const MEMORY_HOOKS: &[Hook] = &[
+    exit_hook("mem_mmap_exit", "sys_exit_mmap"),
+    exit_hook("mem_mprotect_exit", "sys_exit_mprotect"),
+    exit_hook("mem_memfd_exit", "sys_exit_memfd_create"),
+    exit_hook("mem_ptrace_exit", "sys_exit_ptrace"),
+    exit_hook("mem_vm_writev_exit", "sys_exit_process_vm_writev"),
+    exit_hook("mem_open_exit", "sys_exit_open"),
+    exit_hook("mem_open_exit", "sys_exit_openat"),
+    exit_hook("mem_open_exit", "sys_exit_openat2"),
+];
+
 /// The kernel side, loaded and attached.
 pub struct Loaded {
     /// Keeps programs and links alive; dropping it detaches everything.
@@ -271,7 +294,12 @@ pub fn load_with(
     let mut refused = Vec::new();
     let fim_on = !config.fim.paths.is_empty();
     let fim_hooks = if fim_on { FIM_HOOKS } else { &[] };
-    for hook in HOOKS.iter().chain(fim_hooks) {
+    let memory_hooks = if config.memory.enabled {
+        MEMORY_HOOKS
+    } else {
+        &[]
+    };
+    for hook in HOOKS.iter().chain(fim_hooks).chain(memory_hooks) {
         let name = hook.name();
         match attach(&mut ebpf, hook, &btf) {
             Ok(()) => {

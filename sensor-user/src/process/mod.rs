@@ -6,6 +6,7 @@
 
 mod exec_failed;
 pub mod identity;
+pub mod memory;
 pub mod seed;
 pub mod table;
 
@@ -26,24 +27,42 @@ const HUGETLBFS_MAGIC: u32 = 0x9584_58f6;
 pub struct Tracker {
     pub host: Host,
     pub table: ProcessTable,
+    /// Fileless-attack findings on the events made here.
+    pub findings: crate::memory::Findings,
+    alerts: Vec<Event>,
 }
 
 impl Tracker {
-    pub fn new(host: Host, table: ProcessTable) -> Self {
-        Self { host, table }
+    pub fn new(host: Host, table: ProcessTable, findings: crate::memory::Findings) -> Self {
+        Self {
+            host,
+            table,
+            findings,
+            alerts: Vec::new(),
+        }
+    }
+
+    /// Alerts raised by the events made since the last call, in order.
+    pub fn take_alerts(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.alerts)
     }
 
     /// The event for a process record, updating the table on the way; `None` for records of
     /// other stages (file integrity has a ring buffer and a thread of its own).
     pub fn handle(&mut self, record: &Record) -> Option<Event> {
         let now = Instant::now();
-        Some(match record {
+        let event = match record {
             Record::Fork(fork) => self.fork(fork, now),
             Record::Exec(exec) => self.exec(exec, now),
             Record::ExecFailed(failed) => self.exec_failed(failed),
             Record::Exit(exit) => self.exit(exit, now),
+            Record::Mem(m) => self.memory(m),
             Record::Fim(_) => return None,
-        })
+        };
+        if let Some(alert) = self.findings.alert(&event, now) {
+            self.alerts.push(alert);
+        }
+        Some(event)
     }
 
     fn base(&self, action: &str, boot_ns: u64) -> Event {
@@ -170,6 +189,11 @@ impl Tracker {
             },
             script,
             attempt: None,
+            previous_executable: self
+                .table
+                .get(rec.ids.tgid)
+                .map(|p| p.executable.clone())
+                .unwrap_or_default(),
         });
 
         let entry = Proc {
@@ -321,7 +345,12 @@ mod tests {
             boot_wall_ns: 0,
             ns_per_tick: 1,
         };
-        Tracker::new(host, ProcessTable::new(64, std::time::Duration::ZERO))
+        let findings = crate::memory::Findings::new(&crate::config::MemoryConfig::default());
+        Tracker::new(
+            host,
+            ProcessTable::new(64, std::time::Duration::ZERO),
+            findings,
+        )
     }
 
     #[test]
