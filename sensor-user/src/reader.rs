@@ -109,9 +109,22 @@ fn handle(bytes: &[u8], tracker: &mut Tracker, bus: &mut Bus, stats: &Stats) {
                 tracing::trace!(action = %event.action, "event");
                 bus.publish(event);
             }
-            for alert in tracker.take_alerts() {
-                bus.publish(alert);
+            let alerts = tracker.take_alerts();
+            if !alerts.is_empty() {
+                use std::sync::atomic::Ordering::Relaxed;
+                stats.alerts_total.fetch_add(alerts.len() as u64, Relaxed);
+                for alert in alerts {
+                    bus.publish(alert);
+                }
             }
+            let f = &tracker.findings;
+            stats
+                .alerts_allowed
+                .store(f.allowed, std::sync::atomic::Ordering::Relaxed);
+            let limited = f.rate_limited;
+            stats
+                .alerts_rate_limited
+                .store(limited, std::sync::atomic::Ordering::Relaxed);
         }
         Err(e) => {
             stats

@@ -144,6 +144,9 @@ pub fn status(stats: &Stats) -> Status {
         uptime_seconds: stats.started.elapsed().as_secs(),
         ready: stats.ready.load(Relaxed),
         fim: stats.fim.get().map(|f| f.status()),
+        alerts_total: stats.alerts_total.load(Relaxed),
+        alerts_allowed: stats.alerts_allowed.load(Relaxed),
+        alerts_rate_limited: stats.alerts_rate_limited.load(Relaxed),
     }
 }
 

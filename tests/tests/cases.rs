@@ -29,6 +29,7 @@ fn printed(out: &str, label: &str) -> u32 {
 fn execs<'a>(events: &'a [Value], exe: &str) -> Vec<&'a Value> {
     events
         .iter()
+        .filter(|e| e["event"]["kind"] == "event")
         .filter(|e| action(e) == "exec" && process_str(e, "executable") == exe)
         .collect()
 }
@@ -41,6 +42,7 @@ fn entity(e: &Value) -> &str {
 fn lifecycle<'a>(events: &'a [Value], exec: &Value) -> Vec<&'a str> {
     let mut seen: Vec<(u64, &str)> = about(events, entity(exec))
         .into_iter()
+        .filter(|e| e["event"]["kind"] == "event")
         .filter(|e| !e["sensor"]["fork"]["thread"].as_bool().unwrap_or(false))
         .map(|e| (e["event"]["sequence"].as_u64().unwrap(), action(e)))
         .collect();
@@ -108,6 +110,27 @@ cd / && rm -rf /tmp/case-01"#,
         assert_eq!(exe["memfd_name"], "payload");
         assert_eq!(lifecycle(&events, e), ["fork", "exec", "exit"]);
         assert_eq!(exit_of(&events, e)["process"]["exit_code"], 0);
+
+        // Each exec raises an alert on the exec's process, with what an allowlist needs.
+        let alerts: Vec<&Value> = about(&events, entity(e))
+            .into_iter()
+            .filter(|a| a["event"]["kind"] == "alert")
+            .collect();
+        assert_eq!(alerts.len(), 1, "{alerts:?}");
+        let alert = alerts[0];
+        assert_eq!(alert["rule"]["name"], "exec-from-memory");
+        assert_eq!(alert["threat"]["technique"]["id"], "T1620");
+        assert_eq!(alert["process"]["entity_id"], entity(e));
+        assert_eq!(
+            alert["process"]["parent"]["executable"],
+            "/usr/bin/python3.11"
+        );
+        assert_eq!(alert["sensor"]["memory"]["memfd_name"], "payload");
+        assert_eq!(alert["sensor"]["memory"]["backing"], "memfd");
+        assert_eq!(
+            alert["sensor"]["exec"]["previous_executable"], "/usr/bin/python3.11",
+            "the image that exec'd the memfd"
+        );
     }
 }
 

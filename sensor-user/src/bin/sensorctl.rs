@@ -166,6 +166,9 @@ fn status_json(s: &sensor_proto::v1::Status) -> serde_json::Value {
         "subscriber_dropped_total": s.subscriber_dropped_total,
         "process_table_entries": s.process_table_entries,
         "uptime_seconds": s.uptime_seconds,
+        "alerts_total": s.alerts_total,
+        "alerts_allowed": s.alerts_allowed,
+        "alerts_rate_limited": s.alerts_rate_limited,
         "fim": s.fim.as_ref().map(|f| serde_json::json!({
             "enabled": f.enabled,
             "baseline": f.baseline,
