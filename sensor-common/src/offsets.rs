@@ -36,6 +36,8 @@ pub struct KernelOffsets {
     pub cred_egid: u32,
     pub mm_arg_start: u32,
     pub mm_arg_end: u32,
+    pub mm_env_start: u32,
+    pub mm_env_end: u32,
     pub mm_exe_file: u32,
     pub fs_pwd: u32,
     pub path_mnt: u32,
@@ -121,7 +123,7 @@ impl Settings {
     };
 }
 
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 63 * 4);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 65 * 4);
 const _: () = assert!(core::mem::size_of::<Settings>() == 8);
 
 #[cfg(feature = "user")]

@@ -20,7 +20,16 @@ pub const PATH_SPAN: usize = 8192;
 /// `EXEC_SCRATCH - 1` is provably inside it.
 pub const EXEC_SCRATCH: usize = 256 * 1024;
 const _: () = assert!(
-    core::mem::size_of::<ExecRecord>() + 4 * PATH_SPAN + PATH_REGION + ARGS_BUF <= EXEC_SCRATCH
+    core::mem::size_of::<ExecRecord>()
+        + 4 * PATH_SPAN
+        + PATH_REGION
+        + ARGS_BUF
+        + ENV_KEPT * ENV_READ
+        <= EXEC_SCRATCH
+);
+const _: () = assert!(
+    core::mem::size_of::<ExecRecord>() + 4 * PATH_SPAN + PATH_REGION + ENV_KEPT * ENV_READ
+        < EXEC_SCRATCH / 2
 );
 
 /// Record kinds, the first field of every record.
@@ -132,12 +141,25 @@ pub mod exec_flags {
     pub const INTERP_TRUNCATED: u32 = 1 << 5;
     /// The task had no user memory to read argv from.
     pub const NO_ARGS: u32 = 1 << 6;
+    /// The environment scan stopped before its end (more variables than it reads).
+    pub const ENV_INCOMPLETE: u32 = 1 << 7;
+    /// A loader variable was longer than the copy (`ENV_READ`) and was cut.
+    pub const ENV_TRUNCATED: u32 = 1 << 8;
 }
+
+/// Room for one environment variable read by the exec hook's scan.
+pub const ENV_READ: usize = 4096;
+/// Loader variables copied into an exec record at most.
+pub const ENV_KEPT: usize = 4;
+/// Environment variables the exec hook's scan reads at most.
+pub const ENV_SCAN_MAX: u32 = 65536;
 
 /// A successful exec: `sched_process_exec`, in the new image.
 ///
 /// Variable data follows the fixed part, in this order: executable path, working directory,
-/// filename as passed, interpreter name, then argv (`args_len` bytes, NUL-separated). Paths
+/// filename as passed, interpreter name, the loader variables of the environment (`env_len`
+/// bytes, NUL-separated `NAME=value`: `LD_PRELOAD`, `LD_AUDIT`, `LD_LIBRARY_PATH`), then argv
+/// (`args_len` bytes, NUL-separated). Paths
 /// built from dentries are stored leaf first, each component NUL-terminated, so a cut path
 /// keeps its tail; the filename and interpreter are plain strings as the caller passed them.
 #[repr(C)]
@@ -168,6 +190,9 @@ pub struct ExecRecord {
     pub exe_fs_magic: u32,
     pub comm: [u8; 16],
     pub tty: [u8; 32],
+    pub env_len: u32,
+    /// Environment variables the scan read.
+    pub env_count: u32,
 }
 
 /// Bytes of attempted argv copied for a failed exec; more is cut and flagged.
@@ -446,7 +471,7 @@ const _: () = assert!(core::mem::size_of::<RecordHeader>() == 16);
 const _: () = assert!(core::mem::size_of::<TaskIds>() == 32);
 const _: () = assert!(core::mem::size_of::<Creds>() == 24);
 const _: () = assert!(core::mem::size_of::<ForkRecord>() == 144);
-const _: () = assert!(core::mem::size_of::<ExecRecord>() == 184);
+const _: () = assert!(core::mem::size_of::<ExecRecord>() == 192);
 const _: () = assert!(core::mem::size_of::<ExitRecord>() == 72);
 const _: () = assert!(core::mem::size_of::<ExecFailedRecord>() == 136);
 const _: () = assert!(core::mem::size_of::<FileKey>() == 16);

@@ -8,14 +8,19 @@
 use aya_ebpf::{
     helpers::{
         bpf_get_current_cgroup_id, bpf_get_smp_processor_id, bpf_ktime_get_boot_ns,
-        generated::{bpf_probe_read_kernel_str, bpf_probe_read_user},
+        generated::{
+            bpf_loop, bpf_probe_read_kernel, bpf_probe_read_kernel_str, bpf_probe_read_user,
+            bpf_probe_read_user_str,
+        },
     },
-    macros::btf_tracepoint,
+    macros::{btf_tracepoint, map},
+    maps::PerCpuArray,
     programs::BtfTracePointContext,
 };
 use aya_log_ebpf::debug;
 use sensor_common::{
-    exec_flags, kind, offsets::optional, ExecRecord, ARGS_BUF, EXEC_SCRATCH, PATH_BUF, PATH_SPAN,
+    exec_flags, kind, offsets::optional, ExecRecord, ARGS_BUF, ENV_KEPT, ENV_READ, ENV_SCAN_MAX,
+    EXEC_SCRATCH, PATH_BUF, PATH_SPAN,
 };
 
 use crate::{
@@ -28,11 +33,19 @@ const HEADER: usize = core::mem::size_of::<ExecRecord>();
 
 #[btf_tracepoint(function = "sched_process_exec")]
 pub fn sched_process_exec(ctx: BtfTracePointContext) -> i32 {
-    let _ = try_exec(&ctx);
+    let _ = try_exec::<true>(&ctx);
     0
 }
 
-fn try_exec(ctx: &BtfTracePointContext) -> Option<()> {
+/// The same without the environment scan, for kernels without `bpf_loop` (before 5.17).
+#[btf_tracepoint(function = "sched_process_exec")]
+pub fn sched_process_exec_plain(ctx: BtfTracePointContext) -> i32 {
+    let _ = try_exec::<false>(&ctx);
+    0
+}
+
+#[inline(always)]
+fn try_exec<const ENV: bool>(ctx: &BtfTracePointContext) -> Option<()> {
     let task: KPtr = ctx.arg(0);
     let old_tid: u32 = ctx.arg(1);
     let bprm: KPtr = ctx.arg(2);
@@ -110,6 +123,12 @@ fn try_exec(ctx: &BtfTracePointContext) -> Option<()> {
         at += len & (PATH_SPAN - 1);
     }
 
+    rec.env_len = 0;
+    rec.env_count = 0;
+    if ENV {
+        at += loader_env(rec, task, buf, at);
+    }
+
     let args = copy_args(rec, task, region(buf, at));
     if rec.flags & exec_flags::NO_ARGS != 0 {
         debug!(ctx, "exec without an argument area to read");
@@ -157,6 +176,120 @@ fn read_string(src: Option<KPtr>, dst: *mut u8) -> (usize, bool) {
         return (0, false);
     }
     (n as usize, n as usize >= PATH_BUF)
+}
+
+/// One environment variable being looked at, per CPU (too large for the stack).
+#[map]
+static ENV_VAR: PerCpuArray<[u8; ENV_READ]> = PerCpuArray::with_max_entries(1, 0);
+
+/// State of the environment scan, shared with [`env_step`] through `bpf_loop`.
+#[repr(C)]
+struct EnvScan {
+    /// Next byte of the environment area to read, and its end.
+    pos: u64,
+    end: u64,
+    /// The record's scratch slot and where the kept variables go in it.
+    buf: u64,
+    at: u64,
+    /// Bytes kept so far, variables kept, variables read.
+    kept: u64,
+    kept_vars: u64,
+    read: u64,
+    /// The last read stopped inside a variable longer than ENV_READ.
+    inside: u64,
+    flags: u64,
+}
+
+/// Copies the loader variables (`LD_PRELOAD`, `LD_AUDIT`, `LD_LIBRARY_PATH`) of the new image's
+/// environment, wherever they sit in it: every variable is looked at, up to ENV_SCAN_MAX of
+/// them (beyond, the record says the scan was incomplete). Returns the bytes copied.
+#[inline(always)]
+fn loader_env(rec: &mut ExecRecord, task: KPtr, buf: *mut u8, at: usize) -> usize {
+    let Some(mm) = read_ptr(task, off!(task_mm)) else {
+        return 0;
+    };
+    let mut scan = EnvScan {
+        pos: read(mm, off!(mm_env_start)).unwrap_or(0),
+        end: read(mm, off!(mm_env_end)).unwrap_or(0),
+        buf: buf as u64,
+        at: at as u64,
+        kept: 0,
+        kept_vars: 0,
+        read: 0,
+        inside: 0,
+        flags: 0,
+    };
+    // SAFETY: `env_step` is a static function taking the context it is given here, which
+    // lives on this stack for the whole loop.
+    let done = unsafe {
+        bpf_loop(
+            ENV_SCAN_MAX,
+            env_step as *mut _,
+            (&mut scan as *mut EnvScan).cast(),
+            0,
+        )
+    };
+    if done >= ENV_SCAN_MAX as i64 && scan.pos < scan.end {
+        scan.flags |= exec_flags::ENV_INCOMPLETE as u64;
+    }
+    rec.flags |= scan.flags as u32;
+    rec.env_len = scan.kept as u32;
+    rec.env_count = scan.read as u32;
+    scan.kept as usize
+}
+
+/// One step of the environment scan: reads the variable at `pos` and keeps it when it is a
+/// loader variable. Returns 1 to stop.
+#[inline(never)]
+extern "C" fn env_step(_index: u64, ctx: *mut core::ffi::c_void) -> i64 {
+    // SAFETY: `ctx` is the EnvScan that `loader_env` passed to bpf_loop.
+    let scan = unsafe { &mut *(ctx as *mut EnvScan) };
+    if scan.pos >= scan.end {
+        return 1;
+    }
+    let Some(var) = ENV_VAR.get_ptr_mut(0) else {
+        return 1;
+    };
+    let var = var as *mut u8;
+    // SAFETY: `var` has ENV_READ bytes; the helper fails instead of faulting.
+    let n = unsafe { bpf_probe_read_user_str(var.cast(), ENV_READ as u32, scan.pos as *const _) };
+    if n <= 0 {
+        return 1;
+    }
+    let n = n as u64;
+    let continued = scan.inside != 0;
+    // A read that filled the room stopped inside the variable: the next starts at its rest.
+    let full = n >= ENV_READ as u64;
+    scan.pos += if full { n - 1 } else { n };
+    scan.inside = full as u64;
+    if continued {
+        return 0;
+    }
+    scan.read += 1;
+    // SAFETY: `var` holds at least the NUL the helper wrote; 16 bytes are in bounds.
+    let head: [u8; 16] = unsafe { core::ptr::read_unaligned(var as *const [u8; 16]) };
+    let loader = head.starts_with(b"LD_PRELOAD=")
+        || head.starts_with(b"LD_AUDIT=")
+        || head.starts_with(b"LD_LIBRARY_PATH=");
+    if !loader || scan.kept_vars >= ENV_KEPT as u64 {
+        return 0;
+    }
+    if full {
+        scan.flags |= exec_flags::ENV_TRUNCATED as u64;
+    }
+    let len = n & (ENV_READ as u64 - 1);
+    let len = if full { ENV_READ as u64 } else { len };
+    let dst = (scan.buf as *mut u8).wrapping_add(((scan.at + scan.kept) as usize) & (EXEC_SCRATCH / 2 - 1));
+    // SAFETY: `dst` is inside the scratch slot with ENV_READ bytes of room (asserted layout);
+    // the helper never faults.
+    unsafe { bpf_probe_read_kernel(dst.cast(), len as u32, var as *const _) };
+    if full {
+        // SAFETY: as above; the copy is ENV_READ bytes, so its last byte is in bounds.
+        unsafe { *dst.wrapping_add(ENV_READ - 1) = 0 };
+    }
+    scan.kept += len;
+    scan.kept_vars += 1;
+    0
 }
 
 /// Copies argv from the new image's argument area; returns the bytes copied.

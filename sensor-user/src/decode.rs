@@ -77,6 +77,8 @@ pub struct Exec {
     pub filename: Vec<u8>,
     /// Interpreter name when the kernel ran one.
     pub interpreter: Option<Vec<u8>>,
+    /// The loader variables of the new environment (`LD_PRELOAD=...`), as found.
+    pub loader_env: Vec<Vec<u8>>,
     /// Whole arguments; a partial last one (cut by the cap) is left out.
     pub args: Vec<Vec<u8>>,
     pub args_truncated: bool,
@@ -144,6 +146,7 @@ fn decode_exec(bytes: &[u8]) -> Result<Exec, DecodeError> {
         raw.cwd_len,
         raw.filename_len,
         raw.interp_len,
+        raw.env_len,
         raw.args_len,
     ];
     let need = std::mem::size_of::<ExecRecord>() + lens.iter().map(|&l| l as usize).sum::<usize>();
@@ -166,6 +169,11 @@ fn decode_exec(bytes: &[u8]) -> Result<Exec, DecodeError> {
     let filename = c_string(take(raw.filename_len));
     let interp = take(raw.interp_len);
     let interpreter = flag(exec_flags::INTERPRETED).then(|| c_string(interp));
+    let loader_env = take(raw.env_len)
+        .split(|&b| b == 0)
+        .filter(|v| !v.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect();
     let args_truncated = flag(exec_flags::ARGS_TRUNCATED);
     let args = split_args(take(raw.args_len), args_truncated);
     Ok(Exec {
@@ -174,6 +182,7 @@ fn decode_exec(bytes: &[u8]) -> Result<Exec, DecodeError> {
         cwd,
         filename,
         interpreter,
+        loader_env,
         args,
         args_truncated,
     })

@@ -66,6 +66,13 @@ const VM_WRITE: Rule = Rule {
     severity: 73,
     says: "a process wrote into another process with process_vm_writev",
 };
+const LD_PRELOAD: Rule = Rule {
+    name: "loader-preload",
+    technique_id: "T1574.006",
+    technique_name: "Hijack Execution Flow: Dynamic Linker Hijacking",
+    severity: 73,
+    says: "a program was started with a library to preload or audit from outside the system library directories",
+};
 const PROC_MEM: Rule = Rule {
     name: "proc-mem-write",
     technique_id: "T1055.009",
@@ -74,7 +81,8 @@ const PROC_MEM: Rule = Rule {
     says: "a process opened another process's memory file for writing",
 };
 
-const ALL: [&Rule; 7] = [
+const ALL: [&Rule; 8] = [
+    &LD_PRELOAD,
     &EXEC_FROM_MEMORY,
     &EXEC_DELETED,
     &ANONYMOUS,
@@ -85,7 +93,8 @@ const ALL: [&Rule; 7] = [
 ];
 
 /// Names of the rules, for the configuration's checks.
-pub const RULES: [&str; 7] = [
+pub const RULES: [&str; 8] = [
+    LD_PRELOAD.name,
     EXEC_FROM_MEMORY.name,
     EXEC_DELETED.name,
     ANONYMOUS.name,
@@ -213,10 +222,16 @@ impl Findings {
     }
 }
 
-/// An exec from a memfd or from a file with no name left.
+/// An exec from a memfd or from a file with no name left, or one told to preload a library
+/// from outside the system's library directories.
 fn exec_rule(event: &Event, evidence: &mut MemoryDetail) -> Option<&'static Rule> {
     let process = event.process.as_ref()?;
     let file = process.executable_file.as_ref()?;
+    if let Some(lib) = foreign_preload(event) {
+        evidence.syscall = "execve".into();
+        evidence.path = lib;
+        return Some(&LD_PRELOAD);
+    }
     evidence.syscall = "execve".into();
     if let Some(exec) = &event.exec {
         evidence.previous_executable = exec.previous_executable.clone();
@@ -239,6 +254,37 @@ fn exec_rule(event: &Event, evidence: &mut MemoryDetail) -> Option<&'static Rule
     } else {
         None
     }
+}
+
+/// Where the system keeps its libraries; a preload from anywhere else is a finding.
+const SYSTEM_LIBS: &[&[u8]] = &[
+    b"/lib/",
+    b"/lib64/",
+    b"/usr/lib/",
+    b"/usr/lib64/",
+    b"/usr/lib32/",
+];
+
+/// The first library an exec was told to preload or audit (`LD_PRELOAD`, `LD_AUDIT`, or the
+/// loader's `--preload`/`--audit`) that is not under [`SYSTEM_LIBS`]. A bare name is looked up
+/// in the system's directories by the loader and is not a finding.
+fn foreign_preload(event: &Event) -> Option<Vec<u8>> {
+    let process = event.process.as_ref()?;
+    let from_env = process.env_vars.iter().filter_map(|v| {
+        v.strip_prefix(b"LD_PRELOAD=".as_slice())
+            .or_else(|| v.strip_prefix(b"LD_AUDIT=".as_slice()))
+    });
+    let from_env = from_env.flat_map(|list| {
+        list.split(|&b| b == b':' || b == b' ')
+            .filter(|l| !l.is_empty())
+            .map(<[u8]>::to_vec)
+            .collect::<Vec<_>>()
+    });
+    let from_args = event.exec.iter().flat_map(|e| e.loader_preload.clone());
+    from_env.chain(from_args).find(|lib| {
+        let climbs = lib.windows(4).any(|w| w == b"/../");
+        lib.contains(&b'/') && (climbs || !SYSTEM_LIBS.iter().any(|d| lib.starts_with(d)))
+    })
 }
 
 /// A memory event that shows a technique.

@@ -71,6 +71,26 @@ pub fn to_json(event: &Event) -> Value {
             );
             e.insert("previous_executable".into(), v);
         }
+        if exec.env_scan_incomplete {
+            e.insert("env_scan_incomplete".into(), json!(true));
+        }
+        if exec.loader_invoked {
+            e.insert("loader_invoked".into(), json!(true));
+            let program = text(
+                &exec.loaded_program,
+                "sensor.exec.loaded_program",
+                &mut escaped,
+            );
+            e.insert("loaded_program".into(), program);
+            if !exec.loader_preload.is_empty() {
+                let v = list(
+                    &exec.loader_preload,
+                    "sensor.exec.loader_preload",
+                    &mut escaped,
+                );
+                e.insert("loader_preload".into(), v);
+            }
+        }
         if exec.calling_tid != 0 {
             e.insert("calling_tid".into(), json!(exec.calling_tid));
         }
@@ -254,6 +274,10 @@ fn process(p: &Process, escaped: &mut Vec<&'static str>) -> Value {
     );
     let cwd = text(&p.working_directory, "process.working_directory", escaped);
     m.insert("working_directory".into(), cwd);
+    if !p.env_vars.is_empty() {
+        let env = list(&p.env_vars, "process.env_vars", escaped);
+        m.insert("env_vars".into(), env);
+    }
     if p.start_unix_nano != 0 {
         m.insert("start".into(), json!(rfc3339(p.start_unix_nano)));
     }

@@ -259,6 +259,7 @@ rm -rf /tmp/quiet && mkdir -p /tmp/quiet && cd /tmp/quiet
 printf 'int main(void) { return 0; }\n' > t.c && gcc -O2 -o t t.c && ./t
 dpkg -l > /dev/null
 dpkg -s coreutils > /dev/null
+fakeroot /usr/bin/true        # LD_PRELOAD of a library in the system's directories
 git init -q repo && cd repo && echo x > f && git add f
 git -c user.name=t -c user.email=t@t commit -qm one && git log --oneline > /dev/null && cd ..
 tar czf x.tgz repo && mkdir -p out && tar xzf x.tgz -C out
@@ -336,4 +337,59 @@ cd / && rm -rf /tmp/mem-allow
         .filter(|e| e["event"]["kind"] == "event" && action(e) == "mprotect")
         .count();
     assert_eq!(mprotects, 20, "every operation is still an event");
+}
+
+#[test]
+fn loader_variables_are_found_anywhere_in_the_environment() {
+    let Some(sensor) = Sensor::start("ldenv") else {
+        return;
+    };
+    let script = r#"
+rm -rf /tmp/ld-env && mkdir -p /tmp/ld-env && cd /tmp/ld-env
+echo 'void __attribute__((constructor)) f(void) {}' > lib.c && gcc -shared -fPIC -o lib.so lib.c
+/usr/bin/python3 - <<'EOF'
+import subprocess
+env = {"V%04d" % i: "x" * 60 for i in range(3000)}     # about 200 KB before it
+env["LD_PRELOAD"] = "/tmp/ld-env/lib.so"
+subprocess.run(["/usr/bin/true", "late-preload"], env=env, check=True)
+EOF
+/lib64/ld-linux-x86-64.so.2 --preload /tmp/ld-env/lib.so /usr/bin/true via-loader
+LD_LIBRARY_PATH=/opt/lib /usr/bin/true library-path
+cd / && rm -rf /tmp/ld-env
+"#;
+    let (_, events) = trigger(&sensor, "ldenv", script);
+    let exec_with = |arg: &str| {
+        with_arg(&events, "exec", arg)
+            .into_iter()
+            .find(|e| e["event"]["kind"] == "event")
+            .unwrap_or_else(|| panic!("no exec with {arg}"))
+    };
+    let alert_of = |e: &Value| {
+        about(&events, e["process"]["entity_id"].as_str().unwrap())
+            .into_iter()
+            .find(|a| a["event"]["kind"] == "alert")
+            .cloned()
+    };
+    let late = exec_with("late-preload");
+    assert_eq!(
+        late["process"]["env_vars"][0],
+        "LD_PRELOAD=/tmp/ld-env/lib.so"
+    );
+    assert!(late["sensor"]["exec"]["env_scan_incomplete"].is_null());
+    let alert = alert_of(late).expect("an alert for the preload");
+    assert_eq!(alert["rule"]["name"], "loader-preload");
+    assert_eq!(alert["threat"]["technique"]["id"], "T1574.006");
+    assert_eq!(alert["sensor"]["memory"]["path"], "/tmp/ld-env/lib.so");
+
+    let loader = exec_with("via-loader");
+    assert_eq!(loader["sensor"]["exec"]["loader_invoked"], true);
+    assert_eq!(loader["sensor"]["exec"]["loaded_program"], "/usr/bin/true");
+    assert!(alert_of(loader).is_some(), "--preload is a preload too");
+
+    let path = exec_with("library-path");
+    assert_eq!(path["process"]["env_vars"][0], "LD_LIBRARY_PATH=/opt/lib");
+    assert!(
+        alert_of(path).is_none(),
+        "a library path alone is telemetry"
+    );
 }

@@ -54,6 +54,7 @@ pub enum LoadError {
 }
 
 /// One hook: the program's name in the object and the kernel tracepoint it attaches to.
+#[derive(Clone, Copy)]
 pub struct Hook {
     pub program: &'static str,
     pub tracepoint: &'static str,
@@ -108,6 +109,10 @@ pub const HOOKS: &[Hook] = &[
         required: false,
     },
 ];
+
+/// Programs with a plainer variant for kernels that refuse them: the exec hook's environment
+/// scan needs `bpf_loop` (5.17).
+const FALLBACKS: &[(&str, &str)] = &[("sched_process_exec", "sched_process_exec_plain")];
 
 /// An optional hook on a syscall's exit tracepoint.
 const fn exit_hook(program: &'static str, tracepoint: &'static str) -> Hook {
@@ -301,7 +306,20 @@ pub fn load_with(
     };
     for hook in HOOKS.iter().chain(fim_hooks).chain(memory_hooks) {
         let name = hook.name();
-        match attach(&mut ebpf, hook, &btf) {
+        let mut result = attach(&mut ebpf, hook, &btf);
+        if let (Err(e), Some((_, plain))) =
+            (&result, FALLBACKS.iter().find(|(p, _)| *p == hook.program))
+        {
+            let reason = error_chain(e);
+            tracing::warn!(hook = %name, error = %reason, fallback = plain, "using the fallback");
+            refused.push(format!("{name} ({}): {reason}", hook.program));
+            let fallback = Hook {
+                program: plain,
+                ..*hook
+            };
+            result = attach(&mut ebpf, &fallback, &btf);
+        }
+        match result {
             Ok(()) => {
                 tracing::info!(hook = %name, "attached");
                 attached.push(name);

@@ -6,6 +6,7 @@
 
 mod exec_failed;
 pub mod identity;
+mod loader;
 pub mod memory;
 pub mod seed;
 pub mod table;
@@ -162,6 +163,10 @@ impl Tracker {
             memfd_name: memfd.unwrap_or_default(),
         });
         process.args = exec.args.clone();
+        process.env_vars = exec.loader_env.clone();
+        if rec.flags & sensor_common::exec_flags::ENV_TRUNCATED != 0 {
+            process.truncated_fields.push("process.env_vars".into());
+        }
         process.args_count = rec.argc;
         process.args_truncated = exec.args_truncated;
         process.args_bytes_total = rec.args_total;
@@ -194,7 +199,12 @@ impl Tracker {
                 .get(rec.ids.tgid)
                 .map(|p| p.executable.clone())
                 .unwrap_or_default(),
+            env_scan_incomplete: rec.flags & sensor_common::exec_flags::ENV_INCOMPLETE != 0,
+            ..ExecDetail::default()
         });
+        if let Some(detail) = event.exec.as_mut() {
+            loader::describe(&process.executable, &exec.args, detail);
+        }
 
         let entry = Proc {
             entity_id: process.entity_id.clone(),
