@@ -209,9 +209,12 @@ fn a_full_ring_buffer_is_reported_as_loss_per_cpu_never_as_a_silent_gap() {
     while !sensor
         .events()
         .iter()
-        .any(|e| action(e) == "exec" && args(e).iter().any(|a| *a == done))
+        .any(|e| action(e) == "exec" && args(e).contains(&done))
     {
-        assert!(std::time::Instant::now() < deadline, "no marker arrived in 60 s");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no marker arrived in 60 s"
+        );
         bash(&format!("/usr/bin/true {done}"));
         std::thread::sleep(std::time::Duration::from_millis(500));
     }
