@@ -12,6 +12,7 @@ use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 
 mod fim;
+mod memory;
 
 #[derive(Subcommand)]
 pub enum Which {
@@ -38,6 +39,15 @@ pub enum Which {
         #[arg(long, default_value = "/usr")]
         scan: PathBuf,
     },
+    /// mmap/mprotect-heavy workloads bare, with the sensor's memory hooks off, and on.
+    Memory {
+        /// Operations per measurement.
+        #[arg(long, default_value_t = 200_000)]
+        ops: u32,
+        /// Measurements per setting; medians are reported.
+        #[arg(long, default_value_t = 5)]
+        rounds: u32,
+    },
 }
 
 pub fn run(_root: &Path, bin: &Path, which: Which) -> Result<()> {
@@ -49,6 +59,7 @@ pub fn run(_root: &Path, bin: &Path, which: Which) -> Result<()> {
             rounds,
             scan,
         } => fim::run(bin, writes, rounds, &scan),
+        Which::Memory { ops, rounds } => memory::run(bin, ops, rounds),
     }
 }
 
