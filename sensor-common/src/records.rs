@@ -459,13 +459,17 @@ pub struct MemRecord {
     /// Bit 0: the path or name was cut.
     pub truncated: u32,
     pub page_len: u32,
+    /// Executable-memory records of this process left out since the last one (a per-process
+    /// limit per second).
+    pub skipped: u32,
+    pub _pad: u32,
     pub comm: [u8; 16],
 }
 
 /// Bytes of a region copied into a [`MemRecord`].
 pub const MEM_PAGE: usize = 4096;
 
-const _: () = assert!(core::mem::size_of::<MemRecord>() == 168);
+const _: () = assert!(core::mem::size_of::<MemRecord>() == 176);
 const _: () = assert!(core::mem::size_of::<MemRecord>() + MEM_PAGE + PATH_REGION <= EXEC_SCRATCH);
 const _: () = assert!(core::mem::size_of::<RecordHeader>() == 16);
 const _: () = assert!(core::mem::size_of::<TaskIds>() == 32);

@@ -250,6 +250,11 @@ fn memory(m: &MemoryDetail, escaped: &mut Vec<&'static str>) -> Value {
             true,
         );
     }
+    put(
+        "left_out_before",
+        json!(m.left_out_before),
+        m.left_out_before != 0,
+    );
     let unreadable = !m.region_unreadable.is_empty();
     put("region_unreadable", json!(m.region_unreadable), unreadable);
     Value::Object(o)

@@ -48,6 +48,7 @@ impl Tracker {
                 d.flags = rec.flags;
                 d.inode = rec.file_ino;
                 d.nlink = rec.file_nlink;
+                d.left_out_before = rec.skipped;
                 if rec.op == mem_op::MPROTECT {
                     d.previous_protection = match rec.prev_prot {
                         PROT_UNKNOWN => "unknown".into(),
