@@ -19,7 +19,6 @@ use aya_ebpf::{
         bpf_ktime_get_boot_ns,
         generated::{bpf_probe_read_user, bpf_probe_read_user_str, bpf_task_pt_regs},
     },
-    bindings::BPF_F_NO_COMMON_LRU,
     macros::{map, tracepoint},
     maps::LruHashMap,
     programs::TracePointContext,
@@ -69,11 +68,9 @@ struct Region {
 
 /// Protection of anonymous mappings by their start, from `mmap` and later `mprotect`s of the
 /// same start, so an `mprotect` that adds execute can say what it replaced. Least recently
-/// used entries go first; a miss reports the previous protection as unknown. Per-CPU LRU
-/// lists: an insert takes no lock shared by all CPUs (measured: a third of the hook's cost).
+/// used entries go first; a miss reports the previous protection as unknown.
 #[map]
-static PROTS: LruHashMap<Region, u32> =
-    LruHashMap::with_max_entries(65536, BPF_F_NO_COMMON_LRU as u32);
+static PROTS: LruHashMap<Region, u32> = LruHashMap::with_max_entries(65536, 0);
 
 /// Executable-memory records per process and second at most; the rest are counted and the
 /// count rides on the next record that goes out (a JIT makes pages executable thousands of
