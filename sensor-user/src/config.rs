@@ -465,6 +465,38 @@ mod tests {
     }
 
     #[test]
+    fn memory_suppressions_are_checked_and_name_the_key() {
+        let config = Config::from_toml("").unwrap();
+        assert!(config.memory.enabled);
+        assert!(config
+            .memory
+            .allow
+            .iter()
+            .any(|a| a.executable.as_deref() == Some("/usr/bin/node")));
+
+        let everyone = Config::from_toml("[memory]\nallow = [{ rule = \"ptrace-write\" }]\n");
+        let rule = Config::from_toml("[memory]\nallow = [{ rule = \"x\", executable = \"/a\" }]\n");
+        let key = Config::from_toml("[memory]\nallow = [{ exe = \"/a\" }]\n");
+        let zero = Config::from_toml("[memory]\nalerts_per_minute = 0\n");
+        for (err, needle) in [
+            (everyone, "matches every process"),
+            (rule, "unknown rule \"x\""),
+            (key, "exe"),
+            (zero, "alerts_per_minute"),
+        ] {
+            let err = format!("{:#}", anyhow::Error::from(err.unwrap_err()));
+            assert!(err.contains(needle), "{needle}: {err}");
+        }
+        let given = "[memory]\nallow = [{ rule = \"ptrace-write\", parent_executable = \"/usr/bin/gdb\" }]\n";
+        let config = Config::from_toml(given).unwrap();
+        assert_eq!(
+            config.memory.allow.len(),
+            1,
+            "a list given replaces the default one"
+        );
+    }
+
+    #[test]
     fn fim_defaults_apply_without_a_table_and_bad_entries_are_named() {
         let config = Config::from_toml("").unwrap();
         assert!(config.fim.paths.iter().any(|p| p == "/etc/shadow"));
