@@ -393,3 +393,71 @@ cd / && rm -rf /tmp/ld-env
         "a library path alone is telemetry"
     );
 }
+
+#[test]
+fn deleted_binaries_and_memfd_mappings_alert_and_memfd_create_is_an_event() {
+    let Some(sensor) = Sensor::start("memfile") else {
+        return;
+    };
+    let script = r#"
+rm -rf /tmp/mem-file && mkdir -p /tmp/mem-file && cd /tmp/mem-file
+/usr/bin/python3 - <<'EOF'
+import mmap, os, shutil
+# A program whose file is deleted before it runs.
+shutil.copy("/usr/bin/true", "/tmp/mem-file/gone")
+fd = os.open("/tmp/mem-file/gone", os.O_RDONLY)
+os.unlink("/tmp/mem-file/gone")
+pid = os.fork()
+if pid == 0:
+    os.execve(fd, ["gone", "deleted-run"], {})
+os.waitpid(pid, 0)
+# Code in a memfd, mapped executable.
+m = os.memfd_create("jit-blob", 0)
+os.write(m, b"\xc3" + b"\0" * 4095)
+region = mmap.mmap(m, 4096, prot=mmap.PROT_READ | mmap.PROT_EXEC)
+print("memfd mapped", flush=True)
+# The page is not faulted in, so the kernel cannot copy it at the syscall: the collector
+# reads it from the process when it raises the alert, which needs the process alive.
+import time; time.sleep(1)
+EOF
+cd / && rm -rf /tmp/mem-file
+"#;
+    let (out, events) = trigger(&sensor, "memfile", script);
+    assert!(out.contains("memfd mapped"), "{out}");
+    let gone = with_arg(&events, "exec", "deleted-run");
+    let exec = gone
+        .iter()
+        .find(|e| e["event"]["kind"] == "event")
+        .expect("the exec of the deleted file");
+    assert_eq!(
+        process_str(exec, "executable"),
+        "/tmp/mem-file/gone (deleted)"
+    );
+    let alert = gone
+        .iter()
+        .find(|e| e["event"]["kind"] == "alert")
+        .unwrap_or_else(|| panic!("no alert: {}", show(&gone)));
+    assert_eq!(alert["rule"]["name"], "exec-deleted-binary");
+    assert_eq!(alert["threat"]["technique"]["id"], "T1070.004");
+
+    let created = events
+        .iter()
+        .find(|e| action(e) == "memfd-create" && e["sensor"]["memory"]["memfd_name"] == "jit-blob")
+        .expect("memfd_create is an event");
+    assert_eq!(created["event"]["outcome"], "success");
+    let mapped: Vec<&Value> = alerts(&events)
+        .into_iter()
+        .filter(|e| action(e) == "mmap" && e["sensor"]["memory"]["memfd_name"] == "jit-blob")
+        .collect();
+    assert_eq!(mapped.len(), 1, "{}", show(&mapped));
+    let m = &mapped[0]["sensor"]["memory"];
+    assert_eq!(
+        mapped[0]["rule"]["name"],
+        "memory-executable-file-in-memory"
+    );
+    assert_eq!(m["backing"], "memfd");
+    assert_eq!(m["protection"], "r-x");
+    let mut page = vec![0u8; 4096];
+    page[0] = 0xc3;
+    assert_eq!(m["first_page"]["sha256"], sha256(&page), "{m}");
+}
