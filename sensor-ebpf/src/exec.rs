@@ -126,7 +126,7 @@ fn try_exec<const ENV: bool>(ctx: &BtfTracePointContext) -> Option<()> {
     rec.env_len = 0;
     rec.env_count = 0;
     if ENV {
-        at += loader_env(rec, task, buf, at);
+        at += loader_env(rec, task, at);
     }
 
     let args = copy_args(rec, task, region(buf, at));
@@ -188,8 +188,8 @@ struct EnvScan {
     /// Next byte of the environment area to read, and its end.
     pos: u64,
     end: u64,
-    /// The record's scratch slot and where the kept variables go in it.
-    buf: u64,
+    /// Where the kept variables go in this CPU's scratch slot (the callback looks the slot up
+    /// itself: a pointer passed through this struct is not one older verifiers follow).
     at: u64,
     /// Bytes kept so far, variables kept, variables read.
     kept: u64,
@@ -203,15 +203,16 @@ struct EnvScan {
 /// Copies the loader variables (`LD_PRELOAD`, `LD_AUDIT`, `LD_LIBRARY_PATH`) of the new image's
 /// environment, wherever they sit in it: every variable is looked at, up to ENV_SCAN_MAX of
 /// them (beyond, the record says the scan was incomplete). Returns the bytes copied.
-#[inline(always)]
-fn loader_env(rec: &mut ExecRecord, task: KPtr, buf: *mut u8, at: usize) -> usize {
+/// A function of its own (a BPF subprogram): inlined into the exec program, 6.1's verifier
+/// refused the bpf_loop call's arguments ("invalid read from stack").
+#[inline(never)]
+fn loader_env(rec: &mut ExecRecord, task: KPtr, at: usize) -> usize {
     let Some(mm) = read_ptr(task, off!(task_mm)) else {
         return 0;
     };
     let mut scan = EnvScan {
         pos: read(mm, off!(mm_env_start)).unwrap_or(0),
         end: read(mm, off!(mm_env_end)).unwrap_or(0),
-        buf: buf as u64,
         at: at as u64,
         kept: 0,
         kept_vars: 0,
@@ -279,7 +280,13 @@ extern "C" fn env_step(_index: u64, ctx: *mut core::ffi::c_void) -> i64 {
     }
     let len = n & (ENV_READ as u64 - 1);
     let len = if full { ENV_READ as u64 } else { len };
-    let dst = (scan.buf as *mut u8).wrapping_add(((scan.at + scan.kept) as usize) & (EXEC_SCRATCH / 2 - 1));
+    // SAFETY: plain helper call.
+    let cpu = unsafe { bpf_get_smp_processor_id() };
+    let Some(buf) = SCRATCH.get_ptr_mut(cpu) else {
+        return 1;
+    };
+    let at = ((scan.at + scan.kept) as usize) & (EXEC_SCRATCH / 2 - 1);
+    let dst = (buf as *mut u8).wrapping_add(at);
     // SAFETY: `dst` is inside the scratch slot with ENV_READ bytes of room (asserted layout);
     // the helper never faults.
     unsafe { bpf_probe_read_kernel(dst.cast(), len as u32, var as *const _) };

@@ -38,8 +38,8 @@ use sensor_common::{
 
 use crate::{
     kernel::{
-        comm, creds, fd_cloexec, fd_file, get, get_ptr, is_self, leader_start, present, read,
-        str_len, task_ids, KPtr, AT_FDCWD,
+        comm, creds, exit_ret, fd_cloexec, fd_file, get, get_ptr, is_self, leader_start,
+        present, read, reg, str_len, task_ids, KPtr, AT_FDCWD,
     },
     maps::{count_lost, off, FIM_EVENTS, SCRATCH},
     path::write_path,
@@ -185,7 +185,7 @@ pub fn fim_open_exit(ctx: TracePointContext) -> u32 {
 
 fn try_open_exit(ctx: &TracePointContext) -> Option<()> {
     // SAFETY: every syscall exit record has `long ret` at this offset.
-    let ret: i64 = unsafe { ctx.read_at(TP_RET_OR_ARG0) }.ok()?;
+    let ret = exit_ret(ctx);
     // SAFETY: plain helper call.
     let task = unsafe { bpf_get_current_task_btf() } as KPtr;
     let file = fd_file(task, ret as i32)?;
@@ -216,9 +216,9 @@ fn try_open_exit(ctx: &TracePointContext) -> Option<()> {
 #[tracepoint]
 pub fn fim_close_exit(ctx: TracePointContext) -> u32 {
     // SAFETY: every syscall exit record has `long ret` at this offset.
-    if unsafe { ctx.read_at::<i64>(TP_RET_OR_ARG0) } == Ok(0) {
+    if exit_ret(&ctx) == 0 {
         let task = current();
-        let fd: u64 = get(regs(task), off!(pt_regs_arg0));
+        let fd = reg(regs(task), off!(pt_regs_arg0));
         let _ = closed(task, fd as u32);
     }
     0
@@ -228,9 +228,9 @@ pub fn fim_close_exit(ctx: TracePointContext) -> u32 {
 #[tracepoint]
 pub fn fim_dup_exit(ctx: TracePointContext) -> u32 {
     // SAFETY: every syscall exit record has `long ret` at this offset.
-    if let Ok(ret @ 0..) = unsafe { ctx.read_at::<i64>(TP_RET_OR_ARG0) } {
+    if let ret @ 0.. = exit_ret(&ctx) {
         let task = current();
-        let old: u64 = get(regs(task), off!(pt_regs_arg0));
+        let old = reg(regs(task), off!(pt_regs_arg0));
         copied(task, old as u32, ret as u32);
     }
     0
@@ -245,12 +245,12 @@ const F_DUPFD_CLOEXEC: u64 = 1030;
 #[tracepoint]
 pub fn fim_fcntl_exit(ctx: TracePointContext) -> u32 {
     // SAFETY: every syscall exit record has `long ret` at this offset.
-    if let Ok(ret @ 0..) = unsafe { ctx.read_at::<i64>(TP_RET_OR_ARG0) } {
+    if let ret @ 0.. = exit_ret(&ctx) {
         let task = current();
         let regs = regs(task);
-        let cmd: u64 = get(regs, off!(pt_regs_arg1));
+        let cmd = reg(regs, off!(pt_regs_arg1));
         if cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC {
-            let old: u64 = get(regs, off!(pt_regs_arg0));
+            let old = reg(regs, off!(pt_regs_arg0));
             copied(task, old as u32, ret as u32);
         }
     }
@@ -262,14 +262,12 @@ pub fn fim_fcntl_exit(ctx: TracePointContext) -> u32 {
 #[tracepoint]
 pub fn fim_dup2_exit(ctx: TracePointContext) -> u32 {
     // SAFETY: every syscall exit record has `long ret` at this offset.
-    let Ok(ret) = (unsafe { ctx.read_at::<i64>(TP_RET_OR_ARG0) }) else {
-        return 0;
-    };
+    let ret = exit_ret(&ctx);
     if ret < 0 {
         return 0;
     }
     let task = current();
-    let old: u64 = get(regs(task), off!(pt_regs_arg0));
+    let old = reg(regs(task), off!(pt_regs_arg0));
     if old as u32 != ret as u32 {
         let _ = closed(task, ret as u32);
         copied(task, old as u32, ret as u32);

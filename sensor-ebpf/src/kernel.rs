@@ -1,6 +1,10 @@
 //! Reads of kernel memory through the load-time offsets: task identity, credentials, names.
 
-use aya_ebpf::helpers::{bpf_probe_read_kernel, generated};
+use aya_ebpf::{
+    helpers::{bpf_probe_read_kernel, generated},
+    programs::TracePointContext,
+    EbpfContext,
+};
 use sensor_common::{offsets::optional, Creds, TaskIds};
 
 use crate::maps::{off, settings, OFFSETS};
@@ -158,4 +162,25 @@ pub fn fd_cloexec(task: KPtr, fd: u32) -> bool {
 pub fn str_len(n: i64) -> usize {
     // For n = 0, (n - 1) >> 63 is -1 and the low bit makes it 1; for n >= 1 it adds nothing.
     (n | (((n - 1) >> 63) & 1)) as usize
+}
+
+/// Offset of `long ret` in a syscall-exit tracepoint record.
+const TP_EXIT_RET: usize = 16;
+
+/// The return value of a syscall-exit tracepoint, loaded from the record directly: no helper
+/// call, for hooks that run on every open, close, mmap or mprotect of the host.
+#[inline(always)]
+pub fn exit_ret(ctx: &TracePointContext) -> i64 {
+    // SAFETY: every syscall exit record has `long ret` at this offset, 8-byte aligned; the
+    // verifier checks the load against the record's size.
+    unsafe { *(ctx.as_ptr() as *const u8).add(TP_EXIT_RET).cast::<i64>() }
+}
+
+/// A saved register of the task, loaded directly: `regs` comes from `bpf_task_pt_regs` as a
+/// BTF pointer, so the verifier checks the offset (a constant of the frozen offsets) against
+/// `struct pt_regs` and makes the load fault-safe, without the cost of a helper call.
+#[inline(always)]
+pub fn reg(regs: KPtr, offset: usize) -> u64 {
+    // SAFETY: see above; a bad offset is refused at load, not read at run time.
+    unsafe { core::ptr::read_volatile(regs.add(offset).cast::<u64>()) }
 }

@@ -22,20 +22,20 @@ use aya_ebpf::{
     macros::{map, tracepoint},
     maps::LruHashMap,
     programs::TracePointContext,
-    EbpfContext,
 };
 use sensor_common::{
     kind, mem_op, MemRecord, EXEC_SCRATCH, MEM_PAGE, NAME_READ, PATH_SPAN, PROT_UNKNOWN,
 };
 
 use crate::{
-    kernel::{comm, creds, fd_file, get, get_ptr, is_self, str_len, task_ids, KPtr},
+    kernel::{
+        comm, creds, exit_ret, fd_file, get, get_ptr, is_self, reg, str_len, task_ids, KPtr,
+    },
     maps::{off, output, SCRATCH},
     path::write_path,
 };
 
 const HEADER: usize = core::mem::size_of::<MemRecord>();
-const TP_RET: usize = 16;
 
 const PROT_WRITE: u64 = 0x2;
 const PROT_EXEC: u64 = 0x4;
@@ -134,22 +134,10 @@ fn regs(task: KPtr) -> KPtr {
     unsafe { bpf_task_pt_regs(task as *mut _) as KPtr }
 }
 
-/// A saved register, loaded directly: `regs` is a BTF pointer, so the verifier checks the
-/// offset (a constant of the frozen offsets) against `struct pt_regs` and turns the load into
-/// a fault-safe one, without the cost of a helper call.
-#[inline(always)]
-fn reg(regs: KPtr, offset: usize) -> u64 {
-    // SAFETY: see above; a bad offset is refused at load, not read at run time.
-    unsafe { core::ptr::read_volatile(regs.add(offset).cast::<u64>()) }
-}
 
-/// The syscall's return value, loaded from the tracepoint record directly (no helper call:
-/// these hooks run on every mmap and mprotect of the host).
 #[inline(always)]
 fn ret(ctx: &TracePointContext) -> Option<i64> {
-    // SAFETY: every syscall exit record has `long ret` at this offset, 8-byte aligned; the
-    // verifier checks the load against the record's size.
-    Some(unsafe { *(ctx.as_ptr() as *const u8).add(TP_RET).cast::<i64>() })
+    Some(exit_ret(ctx))
 }
 
 /// This CPU's scratch slot as a zeroed record with the common fields filled, or `None` for

@@ -373,7 +373,9 @@ cd / && rm -rf /tmp/ld-env
     let late = exec_with("late-preload");
     assert_eq!(
         late["process"]["env_vars"][0],
-        "LD_PRELOAD=/tmp/ld-env/lib.so"
+        "LD_PRELOAD=/tmp/ld-env/lib.so",
+        "refused: {}",
+        sensor.status()["hooks_refused"]
     );
     assert!(late["sensor"]["exec"]["env_scan_incomplete"].is_null());
     let alert = alert_of(late).expect("an alert for the preload");
