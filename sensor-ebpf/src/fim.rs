@@ -38,8 +38,8 @@ use sensor_common::{
 
 use crate::{
     kernel::{
-        comm, creds, exit_ret, fd_cloexec, fd_file, get, get_ptr, is_self, leader_start,
-        present, read, reg, str_len, task_ids, KPtr, AT_FDCWD,
+        comm, creds, current, exit_ret, fd_cloexec, fd_file, get, get_ptr, is_self,
+        leader_start, present, read, reg, regs, str_len, task_ids, KPtr, AT_FDCWD,
     },
     maps::{count_lost, off, FIM_EVENTS, SCRATCH},
     path::write_path,
@@ -274,20 +274,6 @@ pub fn fim_dup2_exit(ctx: TracePointContext) -> u32 {
     }
     0
 }
-/// The current task.
-#[inline(always)]
-fn current() -> KPtr {
-    // SAFETY: plain helper call.
-    unsafe { bpf_get_current_task_btf() as KPtr }
-}
-
-/// The user registers of `task`, saved at syscall entry: the syscall's arguments.
-#[inline(always)]
-fn regs(task: KPtr) -> KPtr {
-    // SAFETY: plain helper call on a task pointer the kernel gave.
-    unsafe { bpf_task_pt_regs(task as *mut _) as KPtr }
-}
-
 /// Descriptor `new` of the current process is a copy of `old`: a writer when `old` is one.
 #[inline(always)]
 fn copied(task: KPtr, old: u32, new: u32) {

@@ -184,3 +184,17 @@ pub fn reg(regs: KPtr, offset: usize) -> u64 {
     // SAFETY: see above; a bad offset is refused at load, not read at run time.
     unsafe { core::ptr::read_volatile(regs.add(offset).cast::<u64>()) }
 }
+
+/// The current task.
+#[inline(always)]
+pub fn current() -> KPtr {
+    // SAFETY: plain helper call.
+    unsafe { generated::bpf_get_current_task_btf() as KPtr }
+}
+
+/// The user registers of `task`, saved at syscall entry: the syscall's arguments.
+#[inline(always)]
+pub fn regs(task: KPtr) -> KPtr {
+    // SAFETY: plain helper call on a task pointer the kernel gave.
+    unsafe { generated::bpf_task_pt_regs(task as *mut _) as KPtr }
+}

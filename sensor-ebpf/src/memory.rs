@@ -15,9 +15,9 @@
 
 use aya_ebpf::{
     helpers::{
-        bpf_get_current_pid_tgid, bpf_get_current_task_btf, bpf_get_smp_processor_id,
+        bpf_get_current_pid_tgid, bpf_get_smp_processor_id,
         bpf_ktime_get_boot_ns,
-        generated::{bpf_probe_read_user, bpf_probe_read_user_str, bpf_task_pt_regs},
+        generated::{bpf_probe_read_user, bpf_probe_read_user_str},
     },
     macros::{map, tracepoint},
     maps::LruHashMap,
@@ -29,7 +29,8 @@ use sensor_common::{
 
 use crate::{
     kernel::{
-        comm, creds, exit_ret, fd_file, get, get_ptr, is_self, reg, str_len, task_ids, KPtr,
+        comm, creds, current, exit_ret, fd_file, get, get_ptr, is_self, reg, regs, str_len,
+        task_ids, KPtr,
     },
     maps::{off, output, SCRATCH},
     path::write_path,
@@ -120,18 +121,6 @@ fn budget() -> Option<u32> {
     }
     b.sent += 1;
     Some(core::mem::take(&mut b.skipped))
-}
-
-#[inline(always)]
-fn current() -> KPtr {
-    // SAFETY: plain helper call.
-    unsafe { bpf_get_current_task_btf() as KPtr }
-}
-
-#[inline(always)]
-fn regs(task: KPtr) -> KPtr {
-    // SAFETY: plain helper call on the current task.
-    unsafe { bpf_task_pt_regs(task as *mut _) as KPtr }
 }
 
 

@@ -406,3 +406,11 @@ pub fn marker(name: &str) -> String {
         .map_or(0, |d| d.as_nanos());
     format!("{name}-{}-{nanos}", std::process::id())
 }
+
+/// Runs `script` with bash, then a marker exec; returns the script's stdout and every event
+/// the sensor wrote up to the marker.
+pub fn trigger(sensor: &Sensor, name: &str, script: &str) -> (String, Vec<Value>) {
+    let done = marker(name);
+    let out = bash(&format!("{script}\n/usr/bin/true {done}"));
+    (out, sensor.events_until_marker(&done))
+}

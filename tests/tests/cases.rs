@@ -6,13 +6,6 @@
 use sensor_tests::*;
 use serde_json::Value;
 
-/// Runs `script` then a marker exec; returns the script's stdout and the events.
-fn trigger(sensor: &Sensor, name: &str, script: &str) -> (String, Vec<Value>) {
-    let done = marker(name);
-    let out = bash(&format!("{script}\n/usr/bin/true {done}"));
-    (out, sensor.events_until_marker(&done))
-}
-
 /// The number after `label` in the trigger's output (`shell pid 123`).
 fn printed(out: &str, label: &str) -> u32 {
     let at = out

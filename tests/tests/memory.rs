@@ -5,14 +5,6 @@
 use sensor_tests::*;
 use serde_json::Value;
 
-/// Runs `script`, then a marker exec; returns the script's output and every event until the
-/// marker.
-fn trigger(sensor: &Sensor, name: &str, script: &str) -> (String, Vec<Value>) {
-    let done = marker(name);
-    let out = bash(&format!("{script}\n/usr/bin/true {done}"));
-    (out, sensor.events_until_marker(&done))
-}
-
 /// The hexadecimal number after `label` in the output.
 fn printed_hex(out: &str, label: &str) -> u64 {
     let at = out
