@@ -6,8 +6,10 @@
 //! patched into the programs' read-only data before load.
 #![no_std]
 
+pub mod audit;
 pub mod offsets;
 pub mod records;
 
+pub use audit::*;
 pub use offsets::KernelOffsets;
 pub use records::*;

@@ -34,6 +34,10 @@ pub struct KernelOffsets {
     pub cred_gid: u32,
     pub cred_euid: u32,
     pub cred_egid: u32,
+    pub cred_suid: u32,
+    pub cred_sgid: u32,
+    pub cred_fsuid: u32,
+    pub cred_fsgid: u32,
     pub mm_arg_start: u32,
     pub mm_arg_end: u32,
     pub mm_env_start: u32,
@@ -123,7 +127,7 @@ impl Settings {
     };
 }
 
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 65 * 4);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 69 * 4);
 const _: () = assert!(core::mem::size_of::<Settings>() == 8);
 
 #[cfg(feature = "user")]

@@ -52,6 +52,8 @@ pub mod kind {
     pub const FIM_OPEN: u32 = 9;
     /// A memory or cross-process operation of interest (see [`mem_op`](crate::mem_op)).
     pub const MEM: u32 = 10;
+    /// A syscall selected by an audit rule (see [`AuditRecord`](crate::AuditRecord)).
+    pub const AUDIT: u32 = 11;
 }
 
 /// Common prefix of every record.
@@ -193,6 +195,10 @@ pub struct ExecRecord {
     pub env_len: u32,
     /// Environment variables the scan read.
     pub env_count: u32,
+    /// The syscall that made the exec (`execve` or `execveat`), from the saved registers;
+    /// `u32::MAX` when unknown.
+    pub syscall_nr: u32,
+    pub _pad: u32,
 }
 
 /// Bytes of attempted argv copied for a failed exec; more is cut and flagged.
@@ -295,7 +301,7 @@ pub mod watch {
 /// How a namespace or attribute syscall passes its file names, by argument index; filled in
 /// per architecture by the collector. `NONE` marks an unused slot.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SyscallPaths {
     /// Argument holding the first pathname, and the one holding its directory descriptor
     /// (`NONE`: relative to the working directory).
@@ -475,7 +481,7 @@ const _: () = assert!(core::mem::size_of::<RecordHeader>() == 16);
 const _: () = assert!(core::mem::size_of::<TaskIds>() == 32);
 const _: () = assert!(core::mem::size_of::<Creds>() == 24);
 const _: () = assert!(core::mem::size_of::<ForkRecord>() == 144);
-const _: () = assert!(core::mem::size_of::<ExecRecord>() == 192);
+const _: () = assert!(core::mem::size_of::<ExecRecord>() == 200);
 const _: () = assert!(core::mem::size_of::<ExitRecord>() == 72);
 const _: () = assert!(core::mem::size_of::<ExecFailedRecord>() == 136);
 const _: () = assert!(core::mem::size_of::<FileKey>() == 16);

@@ -19,12 +19,12 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::debug;
 use sensor_common::{
-    exec_flags, kind, offsets::optional, ExecRecord, ARGS_BUF, ENV_KEPT, ENV_READ, ENV_SCAN_MAX,
+    exec_flags, kind, ExecRecord, ARGS_BUF, ENV_KEPT, ENV_READ, ENV_SCAN_MAX,
     EXEC_SCRATCH, PATH_BUF, PATH_SPAN,
 };
 
 use crate::{
-    kernel::{comm, creds, is_self, present, read, read_ptr, task_ids, KPtr},
+    kernel::{comm, creds, is_self, read, read_ptr, syscall_nr, task_ids, tty_name, KPtr},
     maps::{count_lost, off, output, settings, SCRATCH},
     path::write_path,
 };
@@ -74,6 +74,8 @@ fn try_exec<const ENV: bool>(ctx: &BtfTracePointContext) -> Option<()> {
     rec.cgroup_id = unsafe { bpf_get_current_cgroup_id() };
     rec.comm = comm(task);
     rec.tty = tty_name(task);
+    rec.syscall_nr = syscall_nr(task);
+    rec._pad = 0;
     rec.flags = 0;
     let mut at = HEADER;
 
@@ -335,22 +337,4 @@ fn copy_args(rec: &mut ExecRecord, task: KPtr, dst: *mut u8) -> usize {
         rec.flags |= exec_flags::ARGS_TRUNCATED;
     }
     n
-}
-
-/// Name of the controlling terminal (`pts0`, `tty1`), empty when there is none.
-#[inline(always)]
-fn tty_name(task: KPtr) -> [u8; 32] {
-    let mut name = [0u8; 32];
-    if !present(optional::TTY) {
-        return name;
-    }
-    let tty = read_ptr(task, off!(task_signal)).and_then(|s| read_ptr(s, off!(signal_tty)));
-    if let Some(tty) = tty {
-        let src = tty.wrapping_add(off!(tty_name));
-        // SAFETY: `name` is 32 bytes on the stack; the helper never faults.
-        unsafe {
-            bpf_probe_read_kernel_str(name.as_mut_ptr().cast(), name.len() as u32, src.cast())
-        };
-    }
-    name
 }

@@ -39,7 +39,7 @@ use sensor_common::{
 use crate::{
     kernel::{
         comm, creds, current, exit_ret, fd_cloexec, fd_file, get, get_ptr, is_self,
-        leader_start, present, read, reg, regs, str_len, task_ids, KPtr, AT_FDCWD,
+        leader_start, present, reg, regs, str_len, syscall_nr, task_ids, KPtr, AT_FDCWD,
     },
     maps::{count_lost, off, FIM_EVENTS, SCRATCH},
     path::write_path,
@@ -783,15 +783,4 @@ fn inode_key(inode: KPtr) -> FileKey {
         _pad: 0,
         ino: get(inode, off!(inode_i_ino)),
     }
-}
-
-/// The syscall `task` is in, from its saved registers; `u32::MAX` when unknown.
-#[inline(always)]
-fn syscall_nr(task: KPtr) -> u32 {
-    if !present(optional::SYSCALL_NR) {
-        return u32::MAX;
-    }
-    // SAFETY: plain helper call on the current task.
-    let regs = unsafe { bpf_task_pt_regs(task as *mut _) } as KPtr;
-    read::<u64>(regs, off!(pt_regs_syscall_nr)).map_or(u32::MAX, |nr| nr as u32)
 }

@@ -198,3 +198,30 @@ pub fn regs(task: KPtr) -> KPtr {
     // SAFETY: plain helper call on a task pointer the kernel gave.
     unsafe { generated::bpf_task_pt_regs(task as *mut _) as KPtr }
 }
+
+/// Name of the controlling terminal (`pts0`, `tty1`), empty when there is none.
+#[inline(always)]
+pub fn tty_name(task: KPtr) -> [u8; 32] {
+    let mut name = [0u8; 32];
+    if !present(optional::TTY) {
+        return name;
+    }
+    let tty = read_ptr(task, off!(task_signal)).and_then(|s| read_ptr(s, off!(signal_tty)));
+    if let Some(tty) = tty {
+        let src = tty.wrapping_add(off!(tty_name));
+        // SAFETY: `name` is 32 bytes on the stack; the helper never faults.
+        unsafe {
+            generated::bpf_probe_read_kernel_str(name.as_mut_ptr().cast(), name.len() as u32, src.cast())
+        };
+    }
+    name
+}
+
+/// The syscall `task` is in, from its saved registers; `u32::MAX` when unknown.
+#[inline(always)]
+pub fn syscall_nr(task: KPtr) -> u32 {
+    if !present(optional::SYSCALL_NR) {
+        return u32::MAX;
+    }
+    read::<u64>(regs(task), off!(pt_regs_syscall_nr)).map_or(u32::MAX, |nr| nr as u32)
+}

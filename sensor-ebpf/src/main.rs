@@ -1,11 +1,12 @@
 //! Kernel side of the sensor: process lifecycle hooks writing records to one ring buffer.
 //!
-//! Hooks live one family per file (`fork`, `exec`, `exec_failed`, `exit`, and `fim` for file
-//! integrity); kernel reads go through `kernel`, whose offsets come from the running kernel's
+//! Hooks live one family per file (`fork`, `exec`, `exec_failed`, `exit`, `fim` for file
+//! integrity, `memory` for fileless attacks, `audit` for rule-selected syscalls); kernel reads go through `kernel`, whose offsets come from the running kernel's
 //! BTF (see `sensor_common::offsets`).
 #![no_std]
 #![no_main]
 
+mod audit;
 mod exec;
 mod exec_failed;
 mod exit;

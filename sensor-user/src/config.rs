@@ -33,6 +33,9 @@ pub struct Config {
     /// Fileless-attack findings: memory made executable, memfd and deleted-binary execs,
     /// writes into other processes.
     pub memory: MemoryConfig,
+    /// Audit records of rule-selected syscalls; on when the table is present (or
+    /// `sensor --audit-log` is given), with the built-in rules when it names none.
+    pub audit: Option<crate::audit::AuditConfig>,
     /// Set by `sensor --rebuild-baseline`: discard the FIM baseline database and scan anew.
     #[serde(skip)]
     pub rebuild_baseline: bool,
@@ -265,6 +268,7 @@ impl Default for Config {
             process_table: ProcessTableConfig::default(),
             fim: FimConfig::default(),
             memory: MemoryConfig::default(),
+            audit: None,
             rebuild_baseline: false,
         }
     }
@@ -355,7 +359,15 @@ impl Config {
             return bad("json_out", "must be `-` or a file path");
         }
         self.fim.validate()?;
+        if let Some(audit) = &self.audit {
+            audit.validate()?;
+        }
         self.memory.validate()
+    }
+
+    /// The audit settings in force, when audit is on.
+    pub fn audit(&self) -> Option<&crate::audit::AuditConfig> {
+        self.audit.as_ref().filter(|a| a.enabled)
     }
 }
 

@@ -53,6 +53,26 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let audit_sink = match config
+        .audit()
+        .and_then(|a| a.log.clone().map(|path| (a, path)))
+    {
+        Some((audit, path)) => {
+            let target = sinks::audit_log::Target {
+                path: path.clone(),
+                max_bytes: audit.log_max_bytes,
+                keep: audit.log_keep,
+            };
+            let log = sinks::audit_log::Log::open(target)
+                .with_context(|| format!("failed to open audit log {}", path.display()))?;
+            let rx = bus.add_sink(config.sink_queue);
+            let stats = stats.clone();
+            Some(tokio::task::spawn_blocking(move || {
+                sinks::audit_log::run(rx, log, stats)
+            }))
+        }
+        None => None,
+    };
 
     let loader::Loaded {
         ebpf,
@@ -60,6 +80,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         lost,
         backlog,
         fim,
+        audit,
         ..
     } = loaded;
     let fim = match fim {
@@ -89,7 +110,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let mut server = tokio::spawn(server::serve(service, listen, shutdown.clone()));
 
     let findings = crate::memory::Findings::new(&config.memory);
-    let tracker = Tracker::new(host, table, findings);
+    let mut tracker = Tracker::new(host, table, findings);
+    tracker.audit = audit;
     let ring = reader::Ring {
         events,
         lost,
@@ -111,11 +133,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     if !server.is_finished() {
         let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
     }
-    if let Some(sink) = json_sink {
+    for (name, sink) in [("JSON output", json_sink), ("audit log", audit_sink)] {
+        let Some(sink) = sink else { continue };
         match sink.await {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "JSON output failed"),
-            Err(e) => tracing::warn!(error = %e, "JSON output task failed"),
+            Ok(Err(e)) => tracing::warn!(error = %e, sink = name, "output failed"),
+            Err(e) => tracing::warn!(error = %e, sink = name, "output task failed"),
         }
     }
     result

@@ -4,8 +4,8 @@
 //! Anything short or inconsistent is a [`DecodeError`], counted by the caller, never a panic.
 
 use sensor_common::{
-    exec_failed_flags, exec_flags, fim_flags, kind, mem_op, ExecFailedRecord, ExecRecord,
-    ExitRecord, FimRecord, ForkRecord, MemRecord, RecordHeader,
+    audit_flags, exec_failed_flags, exec_flags, fim_flags, kind, mem_op, AuditRecord,
+    ExecFailedRecord, ExecRecord, ExitRecord, FimRecord, ForkRecord, MemRecord, RecordHeader,
 };
 
 /// A decoded kernel record.
@@ -17,6 +17,23 @@ pub enum Record {
     Exit(ExitRecord),
     Fim(Box<Fim>),
     Mem(Box<Mem>),
+    Audit(Box<Audit>),
+}
+
+/// An audit record with its variable data parsed.
+#[derive(Debug, Clone)]
+pub struct Audit {
+    pub raw: AuditRecord,
+    /// Working directory; empty bytes for a syscall without names.
+    pub cwd: KernelPath,
+    /// Pathname arguments as passed, each with the directory descriptor's path a relative one
+    /// is taken against (empty when absolute, absent, or against the working directory).
+    pub name0: Vec<u8>,
+    pub base0: KernelPath,
+    pub name1: Vec<u8>,
+    pub base1: KernelPath,
+    /// The socket address, as passed or returned.
+    pub sockaddr: Vec<u8>,
 }
 
 /// A memory or cross-process record with its name or path.
@@ -117,6 +134,7 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
         | kind::FIM_CHANGE
         | kind::FIM_SYSCALL => decode_fim(bytes, header.kind).map(|f| Record::Fim(Box::new(f))),
         kind::MEM => decode_mem(bytes).map(|m| Record::Mem(Box::new(m))),
+        kind::AUDIT => decode_audit(bytes).map(|a| Record::Audit(Box::new(a))),
         other => Err(DecodeError::UnknownKind(other)),
     }
 }
@@ -258,6 +276,46 @@ fn decode_fim(bytes: &[u8], kind: u32) -> Result<Fim, DecodeError> {
         base0,
         name1,
         base1,
+    })
+}
+
+fn decode_audit(bytes: &[u8]) -> Result<Audit, DecodeError> {
+    let raw: AuditRecord = fixed(bytes, kind::AUDIT)?;
+    let fixed_len = std::mem::size_of::<AuditRecord>();
+    let lens = [
+        raw.cwd_len,
+        raw.name0_len,
+        raw.base0_len,
+        raw.name1_len,
+        raw.base1_len,
+        raw.sockaddr_len,
+    ];
+    let need = fixed_len + lens.iter().map(|&l| l as usize).sum::<usize>();
+    let mut rest = bytes.get(fixed_len..need).ok_or(DecodeError::Truncated {
+        kind: kind::AUDIT,
+        need,
+        got: bytes.len(),
+    })?;
+    let mut take = |len: u32| {
+        let (head, tail) = rest.split_at(len as usize);
+        rest = tail;
+        head
+    };
+    let flag = |bit| raw.flags & bit != 0;
+    let cwd = optional_path(take(raw.cwd_len), flag(audit_flags::CWD_TRUNCATED));
+    let name0 = c_string(take(raw.name0_len));
+    let base0 = optional_path(take(raw.base0_len), flag(audit_flags::BASE_TRUNCATED));
+    let name1 = c_string(take(raw.name1_len));
+    let base1 = optional_path(take(raw.base1_len), flag(audit_flags::BASE_TRUNCATED));
+    let sockaddr = take(raw.sockaddr_len).to_vec();
+    Ok(Audit {
+        raw,
+        cwd,
+        name0,
+        base0,
+        name1,
+        base1,
+        sockaddr,
     })
 }
 

@@ -26,6 +26,10 @@ struct Args {
     /// and build a new one from a fresh scan.
     #[arg(long)]
     rebuild_baseline: bool,
+    /// Append audit records in auditd's log format to this file (overrides `audit.log`);
+    /// turns audit on with the built-in rules when the configuration has no `[audit]`.
+    #[arg(long = "audit-log")]
+    audit_log: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -99,6 +103,9 @@ fn load_config(args: &Args) -> Result<Config, sensor_user::config::ConfigError> 
         config.json_out = Some(out.clone());
     }
     config.rebuild_baseline = args.rebuild_baseline;
+    if let Some(log) = &args.audit_log {
+        config.audit.get_or_insert_with(Default::default).log = Some(log.clone());
+    }
     config.validate()?;
     Ok(config)
 }

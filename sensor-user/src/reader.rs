@@ -109,6 +109,9 @@ fn handle(bytes: &[u8], tracker: &mut Tracker, bus: &mut Bus, stats: &Stats) {
                 tracing::trace!(action = %event.action, "event");
                 bus.publish(event);
             }
+            for derived in tracker.take_derived() {
+                bus.publish(derived);
+            }
             let alerts = tracker.take_alerts();
             if !alerts.is_empty() {
                 use std::sync::atomic::Ordering::Relaxed;
@@ -146,6 +149,7 @@ fn hook_name(record: &decode::Record) -> &'static str {
         decode::Record::Exit(_) => "tp_btf/sched_process_exit",
         decode::Record::Fim(_) => "fim",
         decode::Record::Mem(_) => "memory",
+        decode::Record::Audit(_) => "audit",
     }
 }
 

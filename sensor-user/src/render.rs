@@ -5,7 +5,7 @@
 //! the field's name is listed in `sensor.escaped` so a reader knows to unescape it. Fields ECS
 //! lacks live under `sensor`.
 
-use sensor_proto::v1::{Event, FileDetail, FileState, MemoryDetail, Process};
+use sensor_proto::v1::{AuditDetail, Event, FileDetail, FileState, MemoryDetail, Process};
 use serde_json::{json, Map, Value};
 
 /// Renders `event` as one JSON object.
@@ -21,6 +21,7 @@ pub fn to_json(event: &Event) -> Value {
         a if a.starts_with("file-") => ("file", "change"),
         "mmap" | "mprotect" | "memfd-create" => ("process", "change"),
         "ptrace" | "process-vm-writev" | "proc-mem-open" => ("process", "access"),
+        _ if event.audit.is_some() => audit_category(&event.action),
         _ => ("host", "info"),
     };
     let mut ev = json!({
@@ -167,6 +168,12 @@ pub fn to_json(event: &Event) -> Value {
         }
         sensor.insert("memory".into(), memory(m, &mut escaped));
     }
+    if let Some(a) = &event.audit {
+        audit(a, &mut out, &mut sensor, &mut escaped);
+    }
+    if !event.tags.is_empty() {
+        out.insert("tags".into(), json!(event.tags));
+    }
     if let Some(lost) = &event.lost {
         let mut l = json!({"count": lost.count, "source": lost.source});
         if let Some(cpu) = lost.cpu {
@@ -179,6 +186,96 @@ pub fn to_json(event: &Event) -> Value {
     }
     out.insert("sensor".into(), Value::Object(sensor));
     Value::Object(out)
+}
+
+/// ECS category and type of an audited syscall.
+fn audit_category(syscall: &str) -> (&'static str, &'static str) {
+    match syscall {
+        "execve" | "execveat" => ("process", "start"),
+        "socket" | "connect" | "bind" | "listen" | "accept" | "accept4" => {
+            ("network", "connection")
+        }
+        s if s.starts_with("set") && (s.contains("uid") || s.contains("gid")) => ("iam", "change"),
+        "setgroups" | "capset" => ("iam", "change"),
+        "init_module" | "finit_module" | "delete_module" | "kexec_load" | "kexec_file_load"
+        | "bpf" => ("driver", "change"),
+        "unlink" | "unlinkat" | "rmdir" => ("file", "deletion"),
+        s if s.contains("chmod") || s.contains("chown") || s.contains("xattr") => {
+            ("file", "change")
+        }
+        s if s.starts_with("rename") || s.starts_with("open") || s == "creat" => ("file", "change"),
+        _ => ("host", "change"),
+    }
+}
+
+/// `sensor.audit`, and the ECS fields an audited syscall fills: `file.path` for its first
+/// name, `destination` (connect) or `source` (bind, accept) for its socket address.
+fn audit(
+    a: &AuditDetail,
+    out: &mut Map<String, Value>,
+    sensor: &mut Map<String, Value>,
+    escaped: &mut Vec<&'static str>,
+) {
+    let paths: Vec<Value> = a
+        .paths
+        .iter()
+        .map(|p| {
+            let mut v = json!({
+                "name": text(&p.name, "sensor.audit.paths.name", escaped),
+                "path": text(&p.path, "sensor.audit.paths.path", escaped),
+            });
+            if p.unreadable {
+                v["unreadable"] = json!(true);
+            }
+            if p.truncated {
+                v["truncated"] = json!(true);
+            }
+            v
+        })
+        .collect();
+    let mut m = json!({
+        "syscall": a.syscall,
+        "syscall_nr": a.syscall_nr,
+        "arch": a.arch,
+        "exit": a.exit,
+        "args": a.args.iter().map(|v| format!("0x{v:x}")).collect::<Vec<_>>(),
+        "suid": a.suid,
+        "sgid": a.sgid,
+        "fsuid": a.fsuid,
+        "fsgid": a.fsgid,
+        "keys": a.keys,
+        "paths": paths,
+    });
+    if !a.errno.is_empty() {
+        m["errno"] = json!(a.errno);
+    }
+    if let Some(first) = a.paths.first().filter(|p| !p.path.is_empty()) {
+        if !out.contains_key("file") {
+            out.insert(
+                "file".into(),
+                json!({"path": text(&first.path, "file.path", escaped)}),
+            );
+        }
+    }
+    if let Some(s) = &a.socket {
+        let mut addr = json!({"family": s.family});
+        if !s.address.is_empty() {
+            addr["ip"] = json!(s.address);
+            addr["address"] = json!(s.address);
+            addr["port"] = json!(s.port);
+        }
+        if !s.path.is_empty() {
+            addr["address"] = json!(escape(&s.path));
+        }
+        let side = if a.syscall == "connect" {
+            "destination"
+        } else {
+            "source"
+        };
+        out.insert(side.into(), addr);
+        m["socket_family"] = json!(s.family);
+    }
+    sensor.insert("audit".into(), m);
 }
 
 /// `sensor.memory`: the operation and its evidence; empty fields are left out.

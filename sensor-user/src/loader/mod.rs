@@ -15,7 +15,7 @@ use aya::{
     programs::{BtfTracePoint, TracePoint},
     Btf, Ebpf, EbpfLoader,
 };
-use sensor_common::{offsets::Settings, KernelOffsets, SyscallPaths};
+use sensor_common::{offsets::Settings, AuditRule, AuditSyscall, KernelOffsets, SyscallPaths};
 
 use crate::config::Config;
 
@@ -43,6 +43,8 @@ pub enum LoadError {
         #[source]
         source: aya::programs::ProgramError,
     },
+    #[error("invalid audit rules")]
+    Audit(#[source] crate::config::ConfigError),
     #[error("failed to verify what the programs read")]
     Verify(#[from] verify::VerifyError),
     #[error("map `{name}` has an unexpected type")]
@@ -156,6 +158,8 @@ pub struct Loaded {
     pub backlog: Vec<Vec<u8>>,
     /// FIM's map and ring buffer, when FIM is on.
     pub fim: Option<crate::fim::Kernel>,
+    /// The audit rules the kernel side was set up with, when audit is on.
+    pub audit: Option<crate::audit::RuleSet>,
 }
 
 /// File-integrity hooks, attached when `fim.paths` is not empty. Writers are followed at the
@@ -344,6 +348,15 @@ pub fn load_with(
         None
     };
 
+    let audit = match config.audit() {
+        Some(audit) => {
+            let rules = crate::audit::RuleSet::compile(audit).map_err(LoadError::Audit)?;
+            attach_audit(&mut ebpf, &rules, &mut attached, &mut refused)?;
+            Some(rules)
+        }
+        None => None,
+    };
+
     let (program_types, program_types_refused) =
         split_probed(probe::program_types(&mut ebpf, &btf));
 
@@ -360,7 +373,56 @@ pub fn load_with(
         program_types_refused,
         backlog,
         fim,
+        audit,
     })
+}
+
+/// Fills the audit maps from `rules` and attaches `audit_exit` to the exit of every syscall
+/// they name. A syscall whose tracepoint this kernel lacks is reported refused and left out.
+fn attach_audit(
+    ebpf: &mut Ebpf,
+    rules: &crate::audit::RuleSet,
+    attached: &mut Vec<String>,
+    refused: &mut Vec<String>,
+) -> Result<(), LoadError> {
+    let map_error = |name| move |source| LoadError::Map { name, source };
+    {
+        let map = ebpf
+            .map_mut("AUDIT_RULES")
+            .ok_or(LoadError::MissingMap("AUDIT_RULES"))?;
+        let mut map: aya::maps::Array<_, AuditRule> =
+            aya::maps::Array::try_from(map).map_err(map_error("AUDIT_RULES"))?;
+        for (i, rule) in rules.rules.iter().enumerate() {
+            map.set(i as u32, rule.kernel, 0)
+                .map_err(map_error("AUDIT_RULES"))?;
+        }
+    }
+    let mut ok = Vec::new();
+    for sc in rules.kernel_syscalls() {
+        let name = format!("tracepoint/syscalls/{}", sc.tracepoint);
+        match attach_syscall_exit(ebpf, "audit_exit", &sc.tracepoint) {
+            Ok(()) => {
+                tracing::debug!(hook = %name, "attached");
+                attached.push(name);
+                ok.push(sc);
+            }
+            Err(e) => {
+                let reason = error_chain(&e);
+                tracing::warn!(hook = %name, error = %reason, "audit hook unavailable");
+                refused.push(format!("{name}: {reason}"));
+            }
+        }
+    }
+    let map = ebpf
+        .map_mut("AUDIT_SYSCALLS")
+        .ok_or(LoadError::MissingMap("AUDIT_SYSCALLS"))?;
+    let mut map: BpfHashMap<_, u32, AuditSyscall> =
+        BpfHashMap::try_from(map).map_err(map_error("AUDIT_SYSCALLS"))?;
+    for sc in ok {
+        map.insert(sc.nr, sc.spec, 0)
+            .map_err(map_error("AUDIT_SYSCALLS"))?;
+    }
+    Ok(())
 }
 
 /// Attaches `fim_syscall_exit` to the exit of every namespace and attribute syscall and
@@ -376,20 +438,7 @@ fn attach_fim_syscalls(
     for sc in crate::fim::syscalls::SYSCALLS {
         let tracepoint = format!("sys_exit_{}", sc.name);
         let name = format!("tracepoint/syscalls/{tracepoint}");
-        let result = ebpf
-            .program_mut("fim_syscall_exit")
-            .ok_or(LoadError::MissingProgram("fim_syscall_exit"))
-            .and_then(|p| {
-                let p: &mut TracePoint = p
-                    .try_into()
-                    .map_err(|e| attach_error("fim_syscall_exit", e))?;
-                if p.fd().is_err() {
-                    p.load().map_err(|e| attach_error("fim_syscall_exit", e))?;
-                }
-                p.attach("syscalls", &tracepoint)
-                    .map_err(|e| attach_error("fim_syscall_exit", e))
-            });
-        match result {
+        match attach_syscall_exit(ebpf, "fim_syscall_exit", &tracepoint) {
             Ok(_) => {
                 tracing::debug!(hook = %name, "attached");
                 attached.push(name);
@@ -420,8 +469,26 @@ fn attach_fim_syscalls(
     Ok(())
 }
 
-fn attach_error(hook: &'static str, source: aya::programs::ProgramError) -> LoadError {
-    LoadError::Attach { hook, source }
+/// Attaches `program` (loading it the first time) to `syscalls/<tracepoint>`.
+fn attach_syscall_exit(
+    ebpf: &mut Ebpf,
+    program: &'static str,
+    tracepoint: &str,
+) -> Result<(), LoadError> {
+    let fail = |source| LoadError::Attach {
+        hook: program,
+        source,
+    };
+    let p: &mut TracePoint = ebpf
+        .program_mut(program)
+        .ok_or(LoadError::MissingProgram(program))?
+        .try_into()
+        .map_err(fail)?;
+    if p.fd().is_err() {
+        p.load().map_err(fail)?;
+    }
+    p.attach("syscalls", tracepoint).map_err(fail)?;
+    Ok(())
 }
 
 fn attach(ebpf: &mut Ebpf, hook: &Hook, btf: &Btf) -> Result<(), LoadError> {

@@ -30,7 +30,11 @@ pub struct Tracker {
     pub table: ProcessTable,
     /// Fileless-attack findings on the events made here.
     pub findings: crate::memory::Findings,
+    /// Audit rules in force, when audit is on.
+    pub audit: Option<crate::audit::RuleSet>,
     alerts: Vec<Event>,
+    /// Audit events made from exec events, published after them.
+    derived: Vec<Event>,
 }
 
 impl Tracker {
@@ -39,8 +43,15 @@ impl Tracker {
             host,
             table,
             findings,
+            audit: None,
             alerts: Vec::new(),
+            derived: Vec::new(),
         }
+    }
+
+    /// Audit events made from the events since the last call, in order.
+    pub fn take_derived(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.derived)
     }
 
     /// Alerts raised by the events made since the last call, in order.
@@ -58,15 +69,39 @@ impl Tracker {
             Record::ExecFailed(failed) => self.exec_failed(failed),
             Record::Exit(exit) => self.exit(exit, now),
             Record::Mem(m) => self.memory(m),
+            Record::Audit(a) => {
+                let rules = self.audit.as_ref()?;
+                return crate::audit::from_record(self, rules, a);
+            }
             Record::Fim(_) => return None,
         };
+        if let Some(rules) = &self.audit {
+            let nr = match record {
+                // Registers that do not name the syscall: execve, by far the common one.
+                Record::Exec(exec) if exec.raw.syscall_nr == u32::MAX => {
+                    crate::audit::syscalls::number("execve")
+                }
+                Record::Exec(exec) => Some(exec.raw.syscall_nr),
+                Record::ExecFailed(f) => crate::audit::syscalls::number(
+                    if f.flag(sensor_common::exec_failed_flags::EXECVEAT) {
+                        "execveat"
+                    } else {
+                        "execve"
+                    },
+                ),
+                _ => None,
+            };
+            if let Some(derived) = nr.and_then(|nr| crate::audit::from_exec(rules, &event, nr)) {
+                self.derived.push(derived);
+            }
+        }
         if let Some(alert) = self.findings.alert(&event, now) {
             self.alerts.push(alert);
         }
         Some(event)
     }
 
-    fn base(&self, action: &str, boot_ns: u64) -> Event {
+    pub(crate) fn base(&self, action: &str, boot_ns: u64) -> Event {
         Event {
             time_unix_nano: self.host.wall_ns(boot_ns),
             kind: "event".into(),
@@ -78,7 +113,7 @@ impl Tracker {
     }
 
     /// Process fields that come straight from the kernel's identity of a task.
-    fn identity(&self, ids: &TaskIds) -> Process {
+    pub(crate) fn identity(&self, ids: &TaskIds) -> Process {
         Process {
             pid: ids.tgid,
             tid: ids.tid,
@@ -258,7 +293,7 @@ fn fill_image(process: &mut Process, image: &Proc) {
     process.working_directory = image.cwd.clone();
 }
 
-fn set_creds(process: &mut Process, creds: &Creds) {
+pub(crate) fn set_creds(process: &mut Process, creds: &Creds) {
     process.uid = creds.uid;
     process.gid = creds.gid;
     process.euid = creds.euid;
@@ -295,7 +330,7 @@ fn audit_id(v: u32) -> Option<u32> {
 }
 
 /// A fixed-size kernel name up to its NUL.
-fn comm(bytes: &[u8]) -> Vec<u8> {
+pub(crate) fn comm(bytes: &[u8]) -> Vec<u8> {
     let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
     bytes[..end].to_vec()
 }

@@ -1,3 +1,4 @@
 //! Sinks: where events leave the sensor besides the gRPC stream.
 
+pub mod audit_log;
 pub mod json;

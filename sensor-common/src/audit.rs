@@ -1,0 +1,123 @@
+//! Wire types of audit records: rule-selected syscalls sent at their exit, with the rules the
+//! kernel decided and what the collector needs to write auditd's records.
+
+use crate::{Creds, RecordHeader, SyscallPaths, TaskIds, EXEC_SCRATCH, PATH_SPAN};
+
+/// Rules the kernel side can hold; a syscall's rules are a bit set of their indices.
+pub const AUDIT_RULES_MAX: u32 = 64;
+
+/// Bytes of a socket address copied (`struct sockaddr_storage` is 128).
+pub const SOCKADDR_MAX: usize = 128;
+
+/// The filters of one rule that the kernel decides; the rest (executable, path prefix) are
+/// decided by the collector on the record.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AuditRule {
+    /// One of [`AuditRule::ANY`], [`AuditRule::SUCCESS`], [`AuditRule::FAILURE`].
+    pub outcome: u8,
+    /// Bits of [`AuditRule::UID`] and the rest: which ranges below apply.
+    pub ranges: u8,
+    pub _pad: [u8; 2],
+    /// Inclusive ranges, `[low, high]`.
+    pub uid: [u32; 2],
+    pub auid: [u32; 2],
+    pub euid: [u32; 2],
+    pub gid: [u32; 2],
+}
+
+impl AuditRule {
+    pub const ANY: u8 = 0;
+    pub const SUCCESS: u8 = 1;
+    pub const FAILURE: u8 = 2;
+    pub const UID: u8 = 1 << 0;
+    pub const AUID: u8 = 1 << 1;
+    pub const EUID: u8 = 1 << 2;
+    pub const GID: u8 = 1 << 3;
+}
+
+/// One audited syscall: the rules naming it, and where its arguments hold names and a socket
+/// address. Keyed by syscall number in the `AUDIT_SYSCALLS` map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AuditSyscall {
+    /// Bit `i`: rule `i` of `AUDIT_RULES` names this syscall.
+    pub rules: u64,
+    /// Pathname arguments, as for file integrity (`fd` unused).
+    pub paths: SyscallPaths,
+    /// Argument holding a `struct sockaddr *`, and the one holding its length
+    /// ([`SyscallPaths::NONE`] for none).
+    pub sockaddr: u8,
+    pub socklen: u8,
+    /// Bits of [`AuditSyscall::LEN_IS_POINTER`].
+    pub flags: u8,
+    pub _pad: [u8; 5],
+}
+
+impl AuditSyscall {
+    /// The length argument points at a `socklen_t` the kernel filled in (accept, accept4):
+    /// the address is the peer's, written by the syscall.
+    pub const LEN_IS_POINTER: u8 = 1 << 0;
+}
+
+/// Flags of an [`AuditRecord`].
+pub mod audit_flags {
+    /// The working directory was cut (its tail kept).
+    pub const CWD_TRUNCATED: u32 = 1 << 0;
+    /// A pathname argument could not be read from the caller's memory.
+    pub const NAME_UNREADABLE: u32 = 1 << 1;
+    /// The directory a relative name is taken against was cut.
+    pub const BASE_TRUNCATED: u32 = 1 << 2;
+    /// A pathname argument filled its read and may be cut.
+    pub const NAME_TRUNCATED: u32 = 1 << 3;
+    /// The socket address could not be read.
+    pub const SOCKADDR_UNREADABLE: u32 = 1 << 4;
+}
+
+/// A syscall some audit rule selected, sent at its exit. Variable data, in order: the working
+/// directory (`cwd_len`, dentry components leaf first; only for syscalls with names), the
+/// first name as passed and, for a relative one against a descriptor, that directory
+/// (`name0_len`, `base0_len`), the same for the second name, then the socket address.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct AuditRecord {
+    pub header: RecordHeader,
+    pub ids: TaskIds,
+    pub creds: Creds,
+    pub suid: u32,
+    pub sgid: u32,
+    pub fsuid: u32,
+    pub fsgid: u32,
+    pub cgroup_id: u64,
+    /// Rules whose kernel filters matched, as bits of rule indices.
+    pub rules: u64,
+    /// The syscall's return value.
+    pub ret: i64,
+    /// Arguments 0 to 4 as passed.
+    pub args: [u64; 5],
+    pub nr: u32,
+    /// Bits of [`audit_flags`].
+    pub flags: u32,
+    pub comm: [u8; 16],
+    /// Controlling terminal's name (`pts0`), empty for none.
+    pub tty: [u8; 32],
+    pub cwd_len: u32,
+    pub name0_len: u32,
+    pub base0_len: u32,
+    pub name1_len: u32,
+    pub base1_len: u32,
+    pub sockaddr_len: u32,
+}
+
+const _: () = assert!(core::mem::size_of::<AuditRule>() == 36);
+const _: () = assert!(core::mem::size_of::<AuditSyscall>() == 24);
+const _: () = assert!(core::mem::size_of::<AuditRecord>() == 232);
+const _: () =
+    assert!(core::mem::size_of::<AuditRecord>() + 6 * PATH_SPAN + SOCKADDR_MAX < EXEC_SCRATCH);
+
+#[cfg(feature = "user")]
+// SAFETY: plain `#[repr(C)]` struct of integers with explicit padding.
+unsafe impl aya::Pod for AuditRule {}
+#[cfg(feature = "user")]
+// SAFETY: plain `#[repr(C)]` struct of integers with explicit padding.
+unsafe impl aya::Pod for AuditSyscall {}
