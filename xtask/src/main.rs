@@ -141,6 +141,7 @@ fn test(root: &std::path::Path, filter: Option<&str>) -> Result<()> {
     if ci {
         require_root("run the kernel tests in CI")?;
     }
+    setup::ensure_auditd()?;
     let mut cmd = cargo(root, &path_env);
     cmd.args(["test", "--release", "--workspace", "--"]);
     if let Some(f) = filter {

@@ -21,6 +21,37 @@ pub fn ensure(root: &Path) -> Result<OsString> {
     Ok(std::env::join_paths(paths)?)
 }
 
+/// Debian's auditd tools: `ausearch` and `aureport` read the sensor's audit log back in the
+/// tests, and `auditd` itself is the baseline of `cargo xtask bench audit`.
+pub fn ensure_auditd() -> Result<()> {
+    let tools = ["ausearch", "aureport", "auditd", "auditctl"];
+    if tools.iter().all(|t| crate::which(t).is_some()) {
+        return Ok(());
+    }
+    apt_install(&["auditd"])
+}
+
+/// Installs Debian packages, refreshing the package lists once if the first try fails (a
+/// fresh image may have stale ones).
+pub fn apt_install(packages: &[&str]) -> Result<()> {
+    eprintln!("installing {}", packages.join(", "));
+    let install = || {
+        Command::new("apt-get")
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .args(["install", "-y", "-q", "--no-install-recommends"])
+            .args(packages)
+            .status()
+    };
+    if install()?.success() {
+        return Ok(());
+    }
+    crate::status(Command::new("apt-get").args(["update", "-q"]))?;
+    if !install()?.success() {
+        bail!("apt-get could not install {}", packages.join(", "));
+    }
+    Ok(())
+}
+
 fn nightly_sysroot() -> Result<PathBuf> {
     let out = Command::new("rustc")
         .args(["+nightly", "--print", "sysroot"])

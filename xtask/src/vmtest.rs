@@ -65,23 +65,7 @@ fn ensure_host_packages() -> Result<()> {
     if tools.iter().all(|t| crate::which(t).is_some()) {
         return Ok(());
     }
-    eprintln!("installing qemu-system-x86, busybox-static, kmod and udev");
-    let install = || {
-        Command::new("apt-get")
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .args(["install", "-y", "-q", "--no-install-recommends"])
-            .args(["qemu-system-x86", "busybox-static", "kmod", "udev"])
-            .status()
-    };
-    if install()?.success() {
-        return Ok(());
-    }
-    // A fresh image may have stale package lists.
-    crate::status(Command::new("apt-get").args(["update", "-q"]))?;
-    if !install()?.success() {
-        bail!("apt-get could not install qemu-system-x86, busybox-static, kmod and udev");
-    }
-    Ok(())
+    crate::setup::apt_install(&["qemu-system-x86", "busybox-static", "kmod", "udev"])
 }
 
 /// virtme-ng in a project-local virtualenv; returns the path of `vng`.
