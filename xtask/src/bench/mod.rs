@@ -11,6 +11,7 @@ use std::{
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 
+mod audit;
 mod fim;
 mod memory;
 
@@ -39,6 +40,17 @@ pub enum Which {
         #[arg(long, default_value = "/usr")]
         scan: PathBuf,
     },
+    /// The sensor against the real auditd with equivalent rules: records matched one to one
+    /// on a workload of execs, chmods, renames, loopback connects and failed opens, and each
+    /// tool's cost as a ratio of the bare rate (exec-only and mixed workloads).
+    Audit {
+        /// Workload iterations per measurement.
+        #[arg(long, default_value_t = 1000)]
+        count: u32,
+        /// Measurements per setting; medians are reported.
+        #[arg(long, default_value_t = 5)]
+        rounds: u32,
+    },
     /// mmap/mprotect-heavy workloads bare, with the sensor's memory hooks off, and on.
     Memory {
         /// Operations per measurement.
@@ -60,6 +72,7 @@ pub fn run(_root: &Path, bin: &Path, which: Which) -> Result<()> {
             scan,
         } => fim::run(bin, writes, rounds, &scan),
         Which::Memory { ops, rounds } => memory::run(bin, ops, rounds),
+        Which::Audit { count, rounds } => audit::run(bin, count, rounds),
     }
 }
 
@@ -164,6 +177,9 @@ fn spawn_loop(tag: &str, count: u32) -> Result<f64> {
     for i in 0..count {
         let status = Command::new("/usr/bin/true")
             .arg(format!("{tag}-{i}"))
+            // cargo points the loader at the build's directories, which would add failed
+            // opens to every spawn.
+            .env_remove("LD_LIBRARY_PATH")
             .status()
             .context("spawn /usr/bin/true")?;
         if !status.success() {
@@ -359,36 +375,38 @@ impl Drop for BenchSensor {
     }
 }
 
-/// auditd, installed from Debian packages and started when missing, with a bench rule that
-/// records execve and execveat as a CIS baseline does. What was started here is stopped again.
+/// auditd, installed from Debian packages and started when missing, with bench rules (by
+/// default one that records execve and execveat as a CIS baseline does). What was started
+/// here is stopped again.
 struct Auditd {
     started: bool,
     backlog: Option<String>,
+    /// Each rule's arguments after `-a` (add) or `-d` (delete).
+    rules: Vec<Vec<String>>,
 }
 
 const AUDIT_KEY: &str = "sensor_bench_exec";
 
-/// The rule auditd records execs with, after `-a` (add) or `-d` (delete).
-const AUDIT_RULE: [&str; 7] = [
-    "always,exit",
-    "-F",
-    "arch=b64",
-    "-S",
-    "execve,execveat",
-    "-k",
-    AUDIT_KEY,
-];
+/// An `always,exit` rule for 64-bit `syscalls` with extra `filters`, keyed `key`.
+fn audit_rule(syscalls: &str, filters: &[&str], key: &str) -> Vec<String> {
+    let mut rule: Vec<String> = ["always,exit", "-F", "arch=b64", "-S", syscalls]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    for f in filters {
+        rule.extend(["-F".to_string(), f.to_string()]);
+    }
+    rule.extend(["-k".to_string(), key.to_string()]);
+    rule
+}
 
 impl Auditd {
     fn prepare() -> Result<Self> {
-        if crate::which("auditctl").is_none() {
-            eprintln!("installing auditd from Debian packages");
-            crate::status(
-                Command::new("apt-get")
-                    .args(["install", "-y", "-q", "auditd"])
-                    .env("DEBIAN_FRONTEND", "noninteractive"),
-            )?;
-        }
+        Self::with_rules(vec![audit_rule("execve,execveat", &[], AUDIT_KEY)])
+    }
+
+    fn with_rules(rules: Vec<Vec<String>>) -> Result<Self> {
+        crate::setup::ensure_auditd()?;
         let status = crate::output(Command::new("auditctl").arg("-s"))?;
         let field = |name: &str| {
             status
@@ -404,15 +422,29 @@ impl Auditd {
         // Debian's default rules raise the backlog to 8192; the kernel default of 64 would make
         // auditd look worse than it is configured in practice.
         crate::status(Command::new("auditctl").args(["-b", "8192"]))?;
-        Ok(Self { started, backlog })
+        let audit = Self {
+            started,
+            backlog,
+            rules,
+        };
+        // Rules left by an interrupted run would double the records.
+        audit.remove_rule()?;
+        Ok(audit)
     }
 
     fn add_rule(&self) -> Result<()> {
-        crate::status(Command::new("auditctl").arg("-a").args(AUDIT_RULE))
+        for rule in &self.rules {
+            crate::status(Command::new("auditctl").arg("-a").args(rule))?;
+        }
+        Ok(())
     }
 
     fn remove_rule(&self) -> Result<()> {
-        crate::output(Command::new("auditctl").arg("-d").args(AUDIT_RULE)).map(drop)
+        for rule in &self.rules {
+            // Fails when the rule is not loaded, which is fine.
+            let _ = Command::new("auditctl").arg("-d").args(rule).output()?;
+        }
+        Ok(())
     }
 
     /// EXECVE records in the audit log whose first argument carries `tag`.
