@@ -232,7 +232,7 @@ fn outcome_uid_and_executable_filters_select_only_their_syscalls() {
         .collect();
     assert_eq!(chmods.len(), 1, "only nobody's chmod: {}", show(&chmods));
     assert_eq!(chmods[0]["process"]["real_user"]["id"], "65534");
-    assert_eq!(paths(chmods[0]), [file.clone()]);
+    assert_eq!(paths(chmods[0]), [file]);
     let connects = audited(&events, "connect");
     assert!(!connects.is_empty(), "bash's connect missing");
     assert!(
