@@ -249,6 +249,10 @@ fn audit(
     if !a.errno.is_empty() {
         m["errno"] = json!(a.errno);
     }
+    if !a.decoded.is_empty() {
+        let sorted: std::collections::BTreeMap<_, _> = a.decoded.iter().collect();
+        m["decoded"] = json!(sorted);
+    }
     if let Some(first) = a.paths.first().filter(|p| !p.path.is_empty()) {
         if !out.contains_key("file") {
             out.insert(

@@ -325,4 +325,20 @@ fn builtin_rules_record_privilege_namespace_permission_and_network_changes() {
         .find(|e| e["source"]["ip"] == "127.0.0.1")
         .expect("bind to 127.0.0.1 decoded");
     assert_eq!(bind["event"]["category"][0], "network");
+    let decoded = |syscall: &str, arg: &str| -> Vec<String> {
+        audited(&events, syscall)
+            .iter()
+            .filter_map(|e| {
+                e["sensor"]["audit"]["decoded"][arg]
+                    .as_str()
+                    .map(String::from)
+            })
+            .collect()
+    };
+    assert!(decoded("unshare", "flags").contains(&"CLONE_NEWUTS".to_string()));
+    let modes: Vec<String> = decoded("fchmodat", "mode")
+        .into_iter()
+        .chain(decoded("chmod", "mode"))
+        .collect();
+    assert!(modes.contains(&"0700".to_string()), "{modes:?}");
 }

@@ -5,6 +5,7 @@
 //! syscall's name and whose `tags` are the matching rules' keys, with the decoded arguments in
 //! `audit`; `sinks::audit_log` writes them in auditd's format.
 
+pub mod args;
 pub mod rules;
 pub mod sockaddr;
 pub mod syscalls;
@@ -73,6 +74,7 @@ pub fn from_record(tracker: &Tracker, rules: &RuleSet, a: &Audit) -> Option<Even
     event.outcome = outcome(raw.ret).into();
     event.tags = keys.clone();
     event.audit = Some(AuditDetail {
+        decoded: args::decode(&name, &raw.args).into_iter().collect(),
         syscall: name,
         syscall_nr: raw.nr,
         arch: syscalls::ARCH.1.into(),
@@ -161,6 +163,7 @@ pub fn from_exec(rules: &RuleSet, exec: &Event, nr: u32) -> Option<Event> {
         fsuid: process.euid,
         fsgid: process.egid,
         socket: None,
+        decoded: Default::default(),
     });
     Some(event)
 }

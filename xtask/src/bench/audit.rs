@@ -97,7 +97,11 @@ fn parity(
     listener: &Listener,
     count: u32,
 ) -> Result<Vec<Row>> {
-    let tag = format!("auditbench{}", std::process::id());
+    // Unique across runs, so records of an earlier run in auditd's log never count.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let tag = format!("auditbench{}x{nanos}", std::process::id());
     let log = std::env::temp_dir().join(format!("{tag}-sensor-audit.log"));
     let _ = std::fs::remove_file(&log);
     let toml = format!(
@@ -113,16 +117,13 @@ fn parity(
     // auditd writes asynchronously; give it a moment to catch up.
     std::thread::sleep(Duration::from_secs(1));
 
-    let ours = records(&std::fs::read_to_string(&log)?, &tag);
+    let ours = records_in(&logs_of(&log)?, &tag);
     if std::env::var_os("AUDIT_BENCH_KEEP").is_none() {
-        let _ = std::fs::remove_file(&log);
-    }
-    let mut theirs = BTreeMap::new();
-    for path in auditd_logs()? {
-        for (k, n) in records(&std::fs::read_to_string(&path).unwrap_or_default(), &tag) {
-            *theirs.entry(k).or_insert(0) += n;
+        for path in logs_of(&log)? {
+            let _ = std::fs::remove_file(path);
         }
     }
+    let theirs = records_in(&logs_of(Path::new("/var/log/audit/audit.log"))?, &tag);
 
     let mut rows: BTreeMap<String, Row> = BTreeMap::new();
     let keys: std::collections::BTreeSet<&(String, String)> =
@@ -351,14 +352,35 @@ fn syscall_name(nr: &str) -> String {
     name.to_string()
 }
 
-/// auditd's log and its rotations.
-fn auditd_logs() -> Result<Vec<PathBuf>> {
+/// [`records`] summed over several logs.
+fn records_in(paths: &[PathBuf], tag: &str) -> BTreeMap<(String, String), usize> {
+    let mut out = BTreeMap::new();
+    for path in paths {
+        for (k, n) in records(&std::fs::read_to_string(path).unwrap_or_default(), tag) {
+            *out.entry(k).or_insert(0) += n;
+        }
+    }
+    out
+}
+
+/// A log and its rotations (`audit.log`, `audit.log.1`, ...): both tools rotate by size.
+fn logs_of(log: &Path) -> Result<Vec<PathBuf>> {
+    let (Some(dir), Some(name)) = (log.parent(), log.file_name()) else {
+        bail!("{} is not a file path", log.display());
+    };
+    let name = name.to_string_lossy().into_owned();
     let mut out = Vec::new();
-    for entry in std::fs::read_dir("/var/log/audit")? {
+    for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
-        if path
+        let file = path
             .file_name()
-            .is_some_and(|f| f.to_string_lossy().starts_with("audit.log"))
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        if file == name
+            || file
+                .strip_prefix(&format!("{name}."))
+                .is_some_and(|n| n.parse::<u32>().is_ok())
         {
             out.push(path);
         }
