@@ -72,6 +72,9 @@ pub fn run(bin: &Path, count: u32, rounds: u32) -> Result<()> {
             "  {:<10} {:>7} {:>7} {:>8} {:>12} {:>12}",
             row.syscall, row.auditd, row.sensor, row.matched, row.only_auditd, row.only_sensor
         );
+        for u in &row.unmatched {
+            println!("      unmatched: {u}");
+        }
     }
     println!("cost, rate as a ratio of the bare rate (median of {rounds} per-round ratios):");
     for (workload, sensor, auditd) in costs {
@@ -88,6 +91,8 @@ struct Row {
     matched: usize,
     only_auditd: usize,
     only_sensor: usize,
+    /// A few of the names recorded a different number of times, for a look in the logs.
+    unmatched: Vec<String>,
 }
 
 fn parity(
@@ -138,12 +143,17 @@ fn parity(
             matched: 0,
             only_auditd: 0,
             only_sensor: 0,
+            unmatched: Vec::new(),
         });
         row.auditd += a;
         row.sensor += s;
         row.matched += a.min(s);
         row.only_auditd += a.saturating_sub(s);
         row.only_sensor += s.saturating_sub(a);
+        if a != s && row.unmatched.len() < 3 {
+            row.unmatched
+                .push(format!("{} (auditd {a}, sensor {s})", key.1));
+        }
     }
     Ok(rows.into_values().collect())
 }
@@ -352,15 +362,14 @@ fn syscall_name(nr: &str) -> String {
     name.to_string()
 }
 
-/// [`records`] summed over several logs.
+/// [`records`] of several logs read as one, oldest first: a rotation can fall between two
+/// records of one event.
 fn records_in(paths: &[PathBuf], tag: &str) -> BTreeMap<(String, String), usize> {
-    let mut out = BTreeMap::new();
-    for path in paths {
-        for (k, n) in records(&std::fs::read_to_string(path).unwrap_or_default(), tag) {
-            *out.entry(k).or_insert(0) += n;
-        }
-    }
-    out
+    let text: String = paths
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap_or_default())
+        .collect();
+    records(&text, tag)
 }
 
 /// A log and its rotations (`audit.log`, `audit.log.1`, ...): both tools rotate by size.
@@ -377,15 +386,17 @@ fn logs_of(log: &Path) -> Result<Vec<PathBuf>> {
             .unwrap_or_default()
             .to_string_lossy()
             .into_owned();
-        if file == name
-            || file
-                .strip_prefix(&format!("{name}."))
-                .is_some_and(|n| n.parse::<u32>().is_ok())
-        {
-            out.push(path);
+        let rotation = match file.strip_prefix(&format!("{name}.")) {
+            Some(n) => n.parse::<u32>().ok(),
+            None => (file == name).then_some(0),
+        };
+        if let Some(n) = rotation {
+            out.push((n, path));
         }
     }
-    Ok(out)
+    // The highest number is the oldest; the log itself is the newest.
+    out.sort_by(|a, b| b.0.cmp(&a.0));
+    Ok(out.into_iter().map(|(_, p)| p).collect())
 }
 
 /// A scratch directory for the workload's files, removed when dropped. Its name carries no
