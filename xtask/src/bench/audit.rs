@@ -395,7 +395,7 @@ fn logs_of(log: &Path) -> Result<Vec<PathBuf>> {
         }
     }
     // The highest number is the oldest; the log itself is the newest.
-    out.sort_by(|a, b| b.0.cmp(&a.0));
+    out.sort_by_key(|(n, _)| std::cmp::Reverse(*n));
     Ok(out.into_iter().map(|(_, p)| p).collect())
 }
 
