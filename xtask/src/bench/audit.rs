@@ -107,7 +107,8 @@ fn parity(
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
     let tag = format!("auditbench{}x{nanos}", std::process::id());
-    let log = std::env::temp_dir().join(format!("{tag}-sensor-audit.log"));
+    // Named without the tag: auditd sees the sensor rotate it, which is not the workload.
+    let log = std::env::temp_dir().join(format!("sensor-bench-audit-{}.log", std::process::id()));
     let _ = std::fs::remove_file(&log);
     let toml = format!(
         "[fim]\npaths = []\n[audit]\nlog = {:?}\n{SENSOR_RULES}",
