@@ -104,7 +104,9 @@ fn load_config(args: &Args) -> Result<Config, sensor_user::config::ConfigError> 
     }
     config.rebuild_baseline = args.rebuild_baseline;
     if let Some(log) = &args.audit_log {
-        config.audit.get_or_insert_with(Default::default).log = Some(log.clone());
+        let audit = config.audit.get_or_insert_with(Default::default);
+        audit.enabled = true;
+        audit.log = Some(log.clone());
     }
     config.validate()?;
     Ok(config)

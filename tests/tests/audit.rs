@@ -129,6 +129,7 @@ fn ausearch_reads_execs_and_connects_by_key() {
 
     let script = format!(
         "/bin/echo {word} 'two words' > /dev/null\n\
+         /bin/echo {word}-long \"$(head -c 20000 /dev/zero | tr '\\0' x)\" > /dev/null\n\
          python3 -c \"import socket\n\
          s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen()\n\
          c = socket.socket(); c.connect(s.getsockname()); print(s.getsockname()[1])\""
@@ -163,6 +164,10 @@ fn ausearch_reads_execs_and_connects_by_key() {
         "ausearch shows no exec of {word}: {exec}"
     );
     assert!(exec.contains("syscall=execve"), "{exec}");
+    assert!(
+        exec.contains(&format!("a1={word}-long a2_len=20000 a2[0]=xxxx")),
+        "a 20,000-byte argument is written in pieces ausearch reads: {exec}"
+    );
     let net = audit_tool("ausearch", &["-if", &log, "-k", "bars_net", "-i"]);
     assert!(
         net.contains(&format!("laddr=127.0.0.1 lport={port}")),

@@ -22,7 +22,8 @@ use crate::{audit::syscalls, stats::Stats};
 /// The kernel's cap on the command line in a PROCTITLE record.
 const PROCTITLE_MAX: usize = 128;
 
-/// Bytes of arguments written per EXECVE record; auditd's readers reject much longer lines.
+/// Bytes of arguments written per EXECVE record, as the kernel's audit does; an argument
+/// longer than that is written in pieces (`a1_len=`, `a1[0]=`, `a1[1]=`, ...).
 const EXECVE_ARGS_MAX: usize = 7500;
 
 /// Where and how much to write.
@@ -105,16 +106,26 @@ fn open_append(path: &Path) -> std::io::Result<File> {
         .open(path)
 }
 
-/// Writes every audit event from `rx` until the bus closes; a write error ends the sink.
-/// Blocks: run it on a thread of its own.
+/// Writes every audit event from `rx` until the bus closes. Blocks: run it on a thread of its
+/// own.
 pub fn run(
     mut rx: broadcast::Receiver<Arc<Event>>,
     mut log: Log,
     stats: Arc<Stats>,
 ) -> std::io::Result<()> {
+    let mut failed: u64 = 0;
     loop {
         match rx.blocking_recv() {
-            Ok(event) => log.write(&event)?,
+            Ok(event) => {
+                // A full or failing disk loses records, counted and logged, never the sink.
+                if let Err(e) = log.write(&event) {
+                    stats.dropped(1);
+                    if failed.is_multiple_of(1000) {
+                        tracing::warn!(error = %e, failed = failed + 1, "audit log write failed");
+                    }
+                    failed += 1;
+                }
+            }
             Err(RecvError::Lagged(n)) => {
                 stats.dropped(n);
                 tracing::warn!(missed = n, "audit log sink fell behind");
@@ -122,7 +133,9 @@ pub fn run(
             Err(RecvError::Closed) => break,
         }
         if rx.is_empty() {
-            log.flush()?;
+            if let Err(e) = log.flush() {
+                tracing::warn!(error = %e, "audit log write failed");
+            }
         }
     }
     log.flush()
@@ -224,24 +237,40 @@ pub fn format_event(event: &Event) -> Option<String> {
     Some(out)
 }
 
-/// The EXECVE record: `argc`, then each argument as a value; arguments past the record's
-/// budget are left out (`argc` still counts them).
+/// The EXECVE records: `argc`, then every argument, over as many records as the budget per
+/// record needs, the way the kernel's audit writes them: an argument that fits is one field,
+/// one too long for a record of its own is `aN_len=<bytes>` and hex pieces `aN[k]=`.
 fn execve_record(msg: &str, args: &[Vec<u8>], argc: u32) -> String {
     let argc = argc.max(args.len() as u32);
-    let mut line = format!("type=EXECVE {msg}: argc={argc}");
-    let mut budget = EXECVE_ARGS_MAX;
+    let head = format!("type=EXECVE {msg}:");
+    let mut out = String::new();
+    let mut line = format!("{head} argc={argc}");
+    let mut used = 0;
+    let mut push = |field: String, line: &mut String, used: &mut usize| {
+        if *used + field.len() > EXECVE_ARGS_MAX && *used > 0 {
+            out.push_str(line);
+            out.push('\n');
+            *line = head.clone();
+            *used = 0;
+        }
+        *used += field.len();
+        line.push_str(&field);
+    };
     for (i, a) in args.iter().enumerate() {
         let v = value(a);
-        if v.len() > budget {
-            // TODO: auditd splits a long argument into `aN[k]=` pieces over several records;
-            // until then the rest of the arguments is left out of the log (not of the event).
-            break;
+        if v.len() + 8 <= EXECVE_ARGS_MAX {
+            push(format!(" a{i}={v}"), &mut line, &mut used);
+            continue;
         }
-        budget -= v.len();
-        let _ = write!(line, " a{i}={v}");
+        push(format!(" a{i}_len={}", a.len()), &mut line, &mut used);
+        // Hex pieces of half a record each, so two fit a record with room to spare.
+        for (k, piece) in a.chunks(EXECVE_ARGS_MAX / 4).enumerate() {
+            push(format!(" a{i}[{k}]={}", hex(piece)), &mut line, &mut used);
+        }
     }
-    line.push('\n');
-    line
+    out.push_str(&line);
+    out.push('\n');
+    out
 }
 
 /// A field value as auditd writes untrusted strings: quoted when every byte is printable
@@ -328,6 +357,34 @@ mod tests {
         assert!(lines[1].ends_with("saddr=020000507F000001"), "{}", lines[1]);
         // "curl\0http://x y": a NUL and a space, so hex.
         assert!(lines[2].ends_with("proctitle=6375726C00687474703A2F2F782079"));
+    }
+
+    #[test]
+    fn long_arguments_are_split_over_records_and_none_is_left_out() {
+        let big = vec![b'x'; 20_000];
+        let args = vec![b"cat".to_vec(), big.clone(), b"last".to_vec()];
+
+        let text = execve_record("msg=audit(1.000:1)", &args, 3);
+        let lines: Vec<&str> = text.lines().collect();
+
+        assert!(lines.len() >= 3, "{}", lines.len());
+        assert!(lines
+            .iter()
+            .all(|l| l.starts_with("type=EXECVE msg=audit(1.000:1):")));
+        assert!(lines.iter().all(|l| l.len() < EXECVE_ARGS_MAX + 100));
+        assert!(
+            lines[0].contains(" argc=3 a0=\"cat\" a1_len=20000"),
+            "{}",
+            &lines[0][..80]
+        );
+        let pieces: String = lines
+            .iter()
+            .flat_map(|l| l.split(' '))
+            .filter(|f| f.starts_with("a1["))
+            .map(|f| f.split_once('=').unwrap().1)
+            .collect();
+        assert_eq!(pieces, hex(&big));
+        assert!(text.contains(" a2=\"last\""));
     }
 
     #[test]
