@@ -241,7 +241,6 @@ fn decode_exec_failed(bytes: &[u8]) -> Result<ExecFailed, DecodeError> {
 
 fn decode_fim(bytes: &[u8], kind: u32) -> Result<Fim, DecodeError> {
     let raw: FimRecord = fixed(bytes, kind)?;
-    let fixed_len = std::mem::size_of::<FimRecord>();
     let lens = [
         raw.path_len,
         raw.exe_len,
@@ -250,38 +249,42 @@ fn decode_fim(bytes: &[u8], kind: u32) -> Result<Fim, DecodeError> {
         raw.name1_len,
         raw.base1_len,
     ];
+    let [path, exe, name0, base0, name1, base1] = regions::<FimRecord, 6>(bytes, kind, lens)?;
+    let flag = |bit| raw.flags & bit != 0;
+    Ok(Fim {
+        raw,
+        path: optional_path(path, flag(fim_flags::PATH_TRUNCATED)),
+        exe: optional_path(exe, flag(fim_flags::EXE_TRUNCATED)),
+        name0: c_string(name0),
+        base0: optional_path(base0, flag(fim_flags::BASE_TRUNCATED)),
+        name1: c_string(name1),
+        base1: optional_path(base1, flag(fim_flags::BASE_TRUNCATED)),
+    })
+}
+
+/// The variable regions after a fixed `T`, of the given lengths in order; an error when the
+/// record is shorter than they say.
+fn regions<T, const N: usize>(
+    bytes: &[u8],
+    kind: u32,
+    lens: [u32; N],
+) -> Result<[&[u8]; N], DecodeError> {
+    let fixed_len = std::mem::size_of::<T>();
     let need = fixed_len + lens.iter().map(|&l| l as usize).sum::<usize>();
     let mut rest = bytes.get(fixed_len..need).ok_or(DecodeError::Truncated {
         kind,
         need,
         got: bytes.len(),
     })?;
-    let mut take = |len: u32| {
+    Ok(lens.map(|len| {
         let (head, tail) = rest.split_at(len as usize);
         rest = tail;
         head
-    };
-    let flag = |bit| raw.flags & bit != 0;
-    let path = optional_path(take(raw.path_len), flag(fim_flags::PATH_TRUNCATED));
-    let exe = optional_path(take(raw.exe_len), flag(fim_flags::EXE_TRUNCATED));
-    let name0 = c_string(take(raw.name0_len));
-    let base0 = optional_path(take(raw.base0_len), flag(fim_flags::BASE_TRUNCATED));
-    let name1 = c_string(take(raw.name1_len));
-    let base1 = optional_path(take(raw.base1_len), flag(fim_flags::BASE_TRUNCATED));
-    Ok(Fim {
-        raw,
-        path,
-        exe,
-        name0,
-        base0,
-        name1,
-        base1,
-    })
+    }))
 }
 
 fn decode_audit(bytes: &[u8]) -> Result<Audit, DecodeError> {
     let raw: AuditRecord = fixed(bytes, kind::AUDIT)?;
-    let fixed_len = std::mem::size_of::<AuditRecord>();
     let lens = [
         raw.cwd_len,
         raw.name0_len,
@@ -290,32 +293,17 @@ fn decode_audit(bytes: &[u8]) -> Result<Audit, DecodeError> {
         raw.base1_len,
         raw.sockaddr_len,
     ];
-    let need = fixed_len + lens.iter().map(|&l| l as usize).sum::<usize>();
-    let mut rest = bytes.get(fixed_len..need).ok_or(DecodeError::Truncated {
-        kind: kind::AUDIT,
-        need,
-        got: bytes.len(),
-    })?;
-    let mut take = |len: u32| {
-        let (head, tail) = rest.split_at(len as usize);
-        rest = tail;
-        head
-    };
+    let [cwd, name0, base0, name1, base1, sockaddr] =
+        regions::<AuditRecord, 6>(bytes, kind::AUDIT, lens)?;
     let flag = |bit| raw.flags & bit != 0;
-    let cwd = optional_path(take(raw.cwd_len), flag(audit_flags::CWD_TRUNCATED));
-    let name0 = c_string(take(raw.name0_len));
-    let base0 = optional_path(take(raw.base0_len), flag(audit_flags::BASE_TRUNCATED));
-    let name1 = c_string(take(raw.name1_len));
-    let base1 = optional_path(take(raw.base1_len), flag(audit_flags::BASE_TRUNCATED));
-    let sockaddr = take(raw.sockaddr_len).to_vec();
     Ok(Audit {
         raw,
-        cwd,
-        name0,
-        base0,
-        name1,
-        base1,
-        sockaddr,
+        cwd: optional_path(cwd, flag(audit_flags::CWD_TRUNCATED)),
+        name0: c_string(name0),
+        base0: optional_path(base0, flag(audit_flags::BASE_TRUNCATED)),
+        name1: c_string(name1),
+        base1: optional_path(base1, flag(audit_flags::BASE_TRUNCATED)),
+        sockaddr: sockaddr.to_vec(),
     })
 }
 
@@ -456,6 +444,42 @@ mod tests {
         let bytes = as_bytes(&raw);
 
         assert!(matches!(decode(bytes), Err(DecodeError::Truncated { .. })));
+    }
+
+    #[test]
+    fn audit_record_decodes_every_region_and_a_short_one_is_an_error() {
+        let mut raw: AuditRecord = unsafe_zeroed();
+        raw.header.kind = kind::AUDIT;
+        let data: &[&[u8]] = &[
+            b"a\0tmp\0",
+            b"old\0",
+            b"d\0",
+            b"/x/new\0",
+            b"",
+            b"\x02\0\0\x50",
+        ];
+        let lens = data.iter().map(|d| d.len() as u32).collect::<Vec<_>>();
+        (raw.cwd_len, raw.name0_len, raw.base0_len) = (lens[0], lens[1], lens[2]);
+        (raw.name1_len, raw.base1_len, raw.sockaddr_len) = (lens[3], lens[4], lens[5]);
+        let mut bytes = as_bytes(&raw).to_vec();
+        data.iter().for_each(|d| bytes.extend_from_slice(d));
+
+        let Record::Audit(a) = decode(&bytes).unwrap() else {
+            panic!("not an audit record")
+        };
+        let short = decode(&bytes[..bytes.len() - 1]);
+
+        assert_eq!(a.cwd.bytes, b"/tmp/a");
+        assert_eq!(
+            (a.name0.as_slice(), a.base0.bytes.as_slice()),
+            (&b"old"[..], &b"/d"[..])
+        );
+        assert_eq!(
+            (a.name1.as_slice(), a.base1.bytes.as_slice()),
+            (&b"/x/new"[..], &b""[..])
+        );
+        assert_eq!(a.sockaddr, b"\x02\0\0\x50");
+        assert!(matches!(short, Err(DecodeError::Truncated { .. })));
     }
 
     #[test]
