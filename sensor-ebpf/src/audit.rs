@@ -25,7 +25,7 @@ use sensor_common::{
 
 use crate::{
     kernel::{
-        comm, creds, current, exit_ret, fd_file, get, get_ptr, is_self, reg, regs, str_len,
+        comm, creds, current, exit_ret, fd_file, get, get_ptr, is_self, masked, reg, regs, str_len,
         task_ids, tty_name, KPtr, AT_FDCWD,
     },
     maps::{off, output, SCRATCH},
@@ -213,7 +213,7 @@ fn name(
     if n as usize >= PATH_BUF {
         rec.flags |= flags::NAME_TRUNCATED;
     }
-    let len = str_len(n) & (PATH_SPAN - 1);
+    let len = masked(str_len(n), PATH_SPAN - 1);
     *at += len;
     let fd = rec
         .args

@@ -39,7 +39,7 @@ use sensor_common::{
 use crate::{
     kernel::{
         comm, creds, current, exit_ret, fd_cloexec, fd_file, get, get_ptr, is_self,
-        leader_start, present, reg, regs, str_len, syscall_nr, task_ids, KPtr, AT_FDCWD,
+        leader_start, masked, present, reg, regs, str_len, syscall_nr, task_ids, KPtr, AT_FDCWD,
     },
     maps::{count_lost, off, FIM_EVENTS, SCRATCH},
     path::write_path,
@@ -661,7 +661,7 @@ fn name(
         rec.flags |= fim_flags::NAME_UNREADABLE;
         return (0, 0);
     }
-    let len = str_len(n) & (PATH_SPAN - 1);
+    let len = masked(str_len(n), PATH_SPAN - 1);
     *at += len;
     // SAFETY: `dst` is inside the scratch slot; the name's first byte.
     if len <= 1 || unsafe { *dst } == b'/' {

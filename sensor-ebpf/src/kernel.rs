@@ -164,6 +164,16 @@ pub fn str_len(n: i64) -> usize {
     (n | (((n - 1) >> 63) & 1)) as usize
 }
 
+/// `v & mask`, masked after the value has gone through the stack, so LLVM cannot fold the mask
+/// into the computation of `v`. Folded, `str_len(n) & mask` becomes `(n & mask) | carry`, and
+/// 6.1's verifier loses the bound at the `|`: "math between map_value pointer and register
+/// with unbounded min value is not allowed" at the next pointer step.
+#[inline(always)]
+pub fn masked(v: usize, mask: usize) -> usize {
+    // SAFETY: a read of a local through a valid reference.
+    unsafe { core::ptr::read_volatile(&v) & mask }
+}
+
 /// Offset of `long ret` in a syscall-exit tracepoint record.
 const TP_EXIT_RET: usize = 16;
 
