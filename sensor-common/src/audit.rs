@@ -66,18 +66,25 @@ pub mod audit_flags {
     pub const CWD_TRUNCATED: u32 = 1 << 0;
     /// A pathname argument could not be read from the caller's memory.
     pub const NAME_UNREADABLE: u32 = 1 << 1;
-    /// The directory a relative name is taken against was cut.
-    pub const BASE_TRUNCATED: u32 = 1 << 2;
-    /// A pathname argument filled its read and may be cut.
-    pub const NAME_TRUNCATED: u32 = 1 << 3;
     /// The socket address could not be read.
     pub const SOCKADDR_UNREADABLE: u32 = 1 << 4;
+    /// The path of the file behind the `fd` argument was cut.
+    pub const FD_PATH_TRUNCATED: u32 = 1 << 5;
+
+    /// Per name (`<< 0` for the first, `<< 1` for the second): its directory descriptor is
+    /// not an open file (the syscall failed with `EBADF`), so it has no directory; the name
+    /// was cut (a name the kernel refused as too long); the directory it is taken against was
+    /// cut.
+    pub const BAD_DIRFD: u32 = 1 << 6;
+    pub const NAME_TRUNCATED: u32 = 1 << 8;
+    pub const BASE_TRUNCATED: u32 = 1 << 10;
 }
 
 /// A syscall some audit rule selected, sent at its exit. Variable data, in order: the working
 /// directory (`cwd_len`, dentry components leaf first; only for syscalls with names), the
-/// first name as passed and, for a relative one against a descriptor, that directory
-/// (`name0_len`, `base0_len`), the same for the second name, then the socket address.
+/// first name as passed and, for a relative or empty one against a descriptor, that
+/// directory's path (`name0_len`, `base0_len`), the same for the second name, the socket
+/// address, then the path of the file behind the `fd` argument (`fd_path_len`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct AuditRecord {
@@ -107,13 +114,15 @@ pub struct AuditRecord {
     pub name1_len: u32,
     pub base1_len: u32,
     pub sockaddr_len: u32,
+    pub fd_path_len: u32,
+    pub _pad: u32,
 }
 
 const _: () = assert!(core::mem::size_of::<AuditRule>() == 36);
 const _: () = assert!(core::mem::size_of::<AuditSyscall>() == 24);
-const _: () = assert!(core::mem::size_of::<AuditRecord>() == 232);
+const _: () = assert!(core::mem::size_of::<AuditRecord>() == 240);
 const _: () =
-    assert!(core::mem::size_of::<AuditRecord>() + 6 * PATH_SPAN + SOCKADDR_MAX < EXEC_SCRATCH);
+    assert!(core::mem::size_of::<AuditRecord>() + 8 * PATH_SPAN + SOCKADDR_MAX < EXEC_SCRATCH);
 
 #[cfg(feature = "user")]
 // SAFETY: plain `#[repr(C)]` struct of integers with explicit padding.

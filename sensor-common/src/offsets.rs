@@ -73,6 +73,8 @@ pub struct KernelOffsets {
     pub bprm_filename: u32,
     pub bprm_interp: u32,
     pub bprm_file: u32,
+    /// `linux_binprm.fdpath`: the name an execveat with a descriptor generated.
+    pub bprm_fdpath: u32,
     pub pt_regs_syscall_nr: u32,
     /// Saved registers of syscall arguments 0 to 4, and of the return value.
     pub pt_regs_arg0: u32,
@@ -107,6 +109,8 @@ pub mod optional {
     pub const FILE_REF: u32 = 1 << 4;
     /// `file.f_count`, the reference count before 6.13.
     pub const FILE_COUNT: u32 = 1 << 5;
+    /// `linux_binprm.fdpath` (5.9+), which tells an execveat through a descriptor.
+    pub const FDPATH: u32 = 1 << 6;
 }
 
 /// Values the collector decides at load time.
@@ -127,7 +131,7 @@ impl Settings {
     };
 }
 
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 69 * 4);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 70 * 4);
 const _: () = assert!(core::mem::size_of::<Settings>() == 8);
 
 #[cfg(feature = "user")]

@@ -147,6 +147,9 @@ pub mod exec_flags {
     pub const ENV_INCOMPLETE: u32 = 1 << 7;
     /// A loader variable was longer than the copy (`ENV_READ`) and was cut.
     pub const ENV_TRUNCATED: u32 = 1 << 8;
+    /// The exec was an execveat through a directory descriptor or `AT_EMPTY_PATH` (fexecve):
+    /// the kernel generated its `/dev/fd/N` name.
+    pub const EXECVEAT_FD: u32 = 1 << 9;
 }
 
 /// Room for one environment variable read by the exec hook's scan.

@@ -48,6 +48,8 @@ static MATCHED: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
 const HEADER: usize = core::mem::size_of::<AuditRecord>();
 
+const ENAMETOOLONG: i64 = 36;
+
 /// Offset of `int __syscall_nr` in a syscall tracepoint record.
 const TP_SYSCALL_NR: usize = 8;
 
@@ -98,14 +100,27 @@ fn try_audit_exit(ctx: &TracePointContext) -> Option<()> {
         rec.cwd_len = written.len as u32;
         at += written.len & (PATH_SPAN - 1);
     }
-    let (n, b) = name(task, spec.paths.path0, spec.paths.dirfd0, buf, &mut at, rec);
+    let (n, b) = name(task, spec.paths.path0, spec.paths.dirfd0, buf, &mut at, rec, 0);
     rec.name0_len = n;
     rec.base0_len = b;
-    let (n, b) = name(task, spec.paths.path1, spec.paths.dirfd1, buf, &mut at, rec);
+    let (n, b) = name(task, spec.paths.path1, spec.paths.dirfd1, buf, &mut at, rec, 1);
     rec.name1_len = n;
     rec.base1_len = b;
     rec.sockaddr_len = sockaddr(&spec, buf.wrapping_add(at & DATA_MASK), rec);
     at += rec.sockaddr_len as usize & (SOCKADDR_MAX * 2 - 1);
+    let fd_file = rec
+        .args
+        .get(spec.paths.fd as usize)
+        .and_then(|&fd| fd_file(task, fd as i32));
+    if let Some(file) = fd_file {
+        let path = file.wrapping_add(off!(file_f_path));
+        let written = write_path(path, buf.wrapping_add(at & DATA_MASK));
+        if written.truncated {
+            rec.flags |= flags::FD_PATH_TRUNCATED;
+        }
+        rec.fd_path_len = written.len as u32;
+        at += written.len & (PATH_SPAN - 1);
+    }
 
     rec.header.size = at as u32;
     // SAFETY: `at` is below EXEC_SCRATCH (asserted in sensor-common); the mask restates that
@@ -186,11 +201,14 @@ fn fill(rec: &mut AuditRecord, task: KPtr, nr: u32, ret: i64, rules: u64) {
     rec.name1_len = 0;
     rec.base1_len = 0;
     rec.sockaddr_len = 0;
+    rec.fd_path_len = 0;
+    rec._pad = 0;
 }
 
 /// Copies one pathname argument (`path` is its index) to `buf + *at` and, when it is relative
-/// to a directory descriptor, that directory; returns both lengths and advances `*at`. A
-/// relative name against the working directory needs nothing more: the record has it.
+/// to a directory descriptor (or empty, `AT_EMPTY_PATH`: the descriptor's file itself), that
+/// descriptor's path; returns both lengths and advances `*at`. A relative name against the
+/// working directory needs nothing more: the record has it. `which` is 0 or 1, for the flags.
 #[inline(always)]
 fn name(
     task: KPtr,
@@ -199,6 +217,7 @@ fn name(
     buf: *mut u8,
     at: &mut usize,
     rec: &mut AuditRecord,
+    which: u32,
 ) -> (u32, u32) {
     let Some(user) = rec.args.get(path as usize).copied() else {
         return (0, 0);
@@ -210,8 +229,10 @@ fn name(
         rec.flags |= flags::NAME_UNREADABLE;
         return (0, 0);
     }
-    if n as usize >= PATH_BUF {
-        rec.flags |= flags::NAME_TRUNCATED;
+    // A name filling the read is one the kernel refuses (PATH_MAX counts the NUL), so only
+    // then may it be cut.
+    if n as usize >= PATH_BUF && rec.ret == -ENAMETOOLONG {
+        rec.flags |= flags::NAME_TRUNCATED << which;
     }
     let len = masked(str_len(n), PATH_SPAN - 1);
     *at += len;
@@ -220,10 +241,11 @@ fn name(
         .get(dirfd as usize)
         .map_or(AT_FDCWD, |&fd| fd as i32);
     // SAFETY: `dst` is inside the scratch slot; the name's first byte.
-    if len <= 1 || unsafe { *dst } == b'/' || fd == AT_FDCWD {
+    if unsafe { *dst } == b'/' || fd == AT_FDCWD {
         return (len as u32, 0);
     }
     let Some(file) = fd_file(task, fd) else {
+        rec.flags |= flags::BAD_DIRFD << which;
         return (len as u32, 0);
     };
     let written = write_path(
@@ -231,7 +253,7 @@ fn name(
         buf.wrapping_add(*at & DATA_MASK),
     );
     if written.truncated {
-        rec.flags |= flags::BASE_TRUNCATED;
+        rec.flags |= flags::BASE_TRUNCATED << which;
     }
     let base_len = written.len & (PATH_SPAN - 1);
     *at += base_len;
@@ -250,7 +272,12 @@ fn sockaddr(spec: &AuditSyscall, dst: *mut u8, rec: &mut AuditRecord) -> u32 {
     if addr == 0 {
         return 0;
     }
-    let len = if spec.flags & AuditSyscall::LEN_IS_POINTER != 0 {
+    let returned = spec.flags & AuditSyscall::LEN_IS_POINTER != 0;
+    if returned && rec.ret < 0 {
+        // A failed accept wrote no address; the buffer holds whatever was there.
+        return 0;
+    }
+    let len = if returned {
         let mut n: u32 = 0;
         // SAFETY: reads 4 bytes into `n`; the helper checks the user address.
         let r = unsafe { bpf_probe_read_user((&mut n as *mut u32).cast(), 4, len as *const _) };

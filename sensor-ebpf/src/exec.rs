@@ -19,12 +19,12 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::debug;
 use sensor_common::{
-    exec_flags, kind, ExecRecord, ARGS_BUF, ENV_KEPT, ENV_READ, ENV_SCAN_MAX,
+    exec_flags, kind, offsets::optional, ExecRecord, ARGS_BUF, ENV_KEPT, ENV_READ, ENV_SCAN_MAX,
     EXEC_SCRATCH, PATH_BUF, PATH_SPAN,
 };
 
 use crate::{
-    kernel::{comm, creds, is_self, read, read_ptr, syscall_nr, task_ids, tty_name, KPtr},
+    kernel::{comm, creds, is_self, present, read, read_ptr, syscall_nr, task_ids, tty_name, KPtr},
     maps::{count_lost, off, output, settings, SCRATCH},
     path::write_path,
 };
@@ -112,6 +112,12 @@ fn try_exec<const ENV: bool>(ctx: &BtfTracePointContext) -> Option<()> {
         rec.flags |= exec_flags::FILENAME_TRUNCATED;
     }
     at += len & (PATH_SPAN - 1);
+
+    // The syscall number is gone by now (the new image's registers are set up), but an
+    // execveat through a descriptor leaves the name it generated.
+    if present(optional::FDPATH) && read_ptr(bprm, off!(bprm_fdpath)).is_some() {
+        rec.flags |= exec_flags::EXECVEAT_FD;
+    }
 
     let interp = read_ptr(bprm, off!(bprm_interp));
     rec.interp_len = 0;

@@ -140,6 +140,7 @@ pub fn status(stats: &Stats) -> Status {
         records_per_hook: records.into_iter().collect(),
         decode_errors: stats.decode_errors.load(Relaxed),
         subscriber_dropped_total: stats.subscriber_dropped.load(Relaxed),
+        audit_log_write_errors: stats.audit_log_write_errors.load(Relaxed),
         process_table_entries: stats.table_entries.load(Relaxed),
         uptime_seconds: stats.started.elapsed().as_secs(),
         ready: stats.ready.load(Relaxed),

@@ -15,6 +15,8 @@ pub struct Stats {
     pub events_total: AtomicU64,
     pub decode_errors: AtomicU64,
     pub subscriber_dropped: AtomicU64,
+    /// Audit events the audit log failed to write.
+    pub audit_log_write_errors: AtomicU64,
     pub table_entries: AtomicU64,
     pub alerts_total: AtomicU64,
     pub alerts_allowed: AtomicU64,
@@ -46,6 +48,7 @@ impl Default for Stats {
             events_total: AtomicU64::new(0),
             decode_errors: AtomicU64::new(0),
             subscriber_dropped: AtomicU64::new(0),
+            audit_log_write_errors: AtomicU64::new(0),
             table_entries: AtomicU64::new(0),
             alerts_total: AtomicU64::new(0),
             alerts_allowed: AtomicU64::new(0),

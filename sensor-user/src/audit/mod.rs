@@ -42,30 +42,8 @@ pub fn from_record(tracker: &Tracker, rules: &RuleSet, a: &Audit) -> Option<Even
         }
     }
 
-    let cwd = (!a.cwd.truncated).then_some(a.cwd.bytes.as_slice());
-    let unreadable = raw.flags & sensor_common::audit_flags::NAME_UNREADABLE != 0;
-    let truncated = raw.flags & sensor_common::audit_flags::NAME_TRUNCATED != 0;
-    let mut paths = Vec::new();
-    for (name, base) in [(&a.name0, &a.base0), (&a.name1, &a.base1)] {
-        if name.is_empty() {
-            continue;
-        }
-        paths.push(AuditPath {
-            path: resolve(name, base, cwd),
-            name: name.clone(),
-            unreadable: false,
-            truncated,
-        });
-    }
-    let spec = syscalls::decoding(raw.nr);
-    if unreadable && paths.is_empty() && spec.paths.path0 != sensor_common::SyscallPaths::NONE {
-        paths.push(AuditPath {
-            unreadable: true,
-            ..AuditPath::default()
-        });
-    }
-
-    let keys = keys(rules, raw.rules, &process.executable, &paths);
+    let paths = paths(a);
+    let keys = keys(rules, raw.rules, process.pid, &process.executable, &paths);
     if keys.is_empty() {
         return None;
     }
@@ -91,6 +69,58 @@ pub fn from_record(tracker: &Tracker, rules: &RuleSet, a: &Audit) -> Option<Even
     });
     event.process = Some(process);
     Some(event)
+}
+
+/// The names of an audit record, each made absolute against the directory it was taken
+/// against: its directory descriptor's path, or the working directory. An empty name with a
+/// descriptor (`AT_EMPTY_PATH`) is the descriptor's file; the file behind a descriptor
+/// argument (fchmod) comes last, with no name.
+fn paths(a: &Audit) -> Vec<AuditPath> {
+    use sensor_common::audit_flags as f;
+    let flags = a.raw.flags;
+    let cwd = (!a.cwd.truncated).then_some(a.cwd.bytes.as_slice());
+    let spec = syscalls::decoding(a.raw.nr);
+    let mut out = Vec::new();
+    let names = [
+        (&a.name0, &a.base0, spec.paths.path0),
+        (&a.name1, &a.base1, spec.paths.path1),
+    ];
+    for (which, (name, base, slot)) in names.into_iter().enumerate() {
+        if slot == sensor_common::SyscallPaths::NONE {
+            continue;
+        }
+        let bad_dirfd = flags & (f::BAD_DIRFD << which) != 0;
+        let unreadable = name.is_empty() && flags & f::NAME_UNREADABLE != 0;
+        if name.is_empty() && base.bytes.is_empty() && !unreadable {
+            continue;
+        }
+        let path = if bad_dirfd && !name.starts_with(b"/") {
+            Vec::new()
+        } else if name.is_empty() && !base.truncated {
+            base.bytes.clone()
+        } else {
+            resolve(name, base, cwd)
+        };
+        out.push(AuditPath {
+            path,
+            name: name.clone(),
+            unreadable,
+            truncated: flags & (f::NAME_TRUNCATED << which) != 0,
+        });
+    }
+    if !a.fd_path.bytes.is_empty() {
+        out.push(AuditPath {
+            path: if a.fd_path.truncated {
+                Vec::new()
+            } else {
+                a.fd_path.bytes.clone()
+            },
+            name: Vec::new(),
+            unreadable: false,
+            truncated: a.fd_path.truncated,
+        });
+    }
+    out
 }
 
 /// The audit event for an exec event (successful or failed) made by syscall `nr`; `None`
@@ -122,7 +152,7 @@ pub fn from_exec(rules: &RuleSet, exec: &Event, nr: u32) -> Option<Event> {
         (None, Some(e)) => crate::process::absolute(&process.working_directory, &e.filename),
         (None, None) => Vec::new(),
     };
-    let paths = vec![AuditPath {
+    let mut paths = vec![AuditPath {
         name: exec
             .exec
             .as_ref()
@@ -132,7 +162,20 @@ pub fn from_exec(rules: &RuleSet, exec: &Event, nr: u32) -> Option<Event> {
         unreadable: false,
         truncated: false,
     }];
-    let keys = keys(rules, passed, &process.executable, &paths);
+    let script = exec
+        .exec
+        .as_ref()
+        .is_some_and(|e| !e.interpreter.is_empty());
+    if script && attempt.is_none() {
+        // The file named was a script: the image loaded is its interpreter, a name of its own.
+        paths.push(AuditPath {
+            name: process.executable.clone(),
+            path: process.executable.clone(),
+            unreadable: false,
+            truncated: false,
+        });
+    }
+    let keys = keys(rules, passed, process.pid, &process.executable, &paths);
     if keys.is_empty() {
         return None;
     }
@@ -184,8 +227,16 @@ pub fn kernel_filters_hold(rule: &AuditRule, ret: i64, c: &Creds) -> bool {
 }
 
 /// Keys of the rules in `bits` whose executable and path-prefix filters hold, in rule order,
-/// without repeats.
-fn keys(rules: &RuleSet, bits: u64, executable: &[u8], paths: &[AuditPath]) -> Vec<String> {
+/// without repeats. A path prefix matches a name as written (dots collapsed) or with the
+/// symbolic links of its directory resolved in process `pid`'s root.
+fn keys(
+    rules: &RuleSet,
+    bits: u64,
+    pid: u32,
+    executable: &[u8],
+    paths: &[AuditPath],
+) -> Vec<String> {
+    let mut resolved: Option<Vec<Vec<u8>>> = None;
     let mut keys: Vec<String> = Vec::new();
     for (i, rule) in rules.rules.iter().enumerate() {
         if bits & (1 << i) == 0 {
@@ -196,7 +247,22 @@ fn keys(rules: &RuleSet, bits: u64, executable: &[u8], paths: &[AuditPath]) -> V
         }
         let prefix_ok = match rule.path_prefix.as_deref() {
             None => true,
-            Some(prefix) => paths.iter().any(|p| p.path.starts_with(prefix)),
+            // A name that could not be made absolute (a directory too deep to rebuild, a bad
+            // descriptor) might be under the prefix: recorded rather than dropped.
+            Some(prefix) => {
+                paths
+                    .iter()
+                    .any(|p| p.path.is_empty() || p.path.starts_with(prefix))
+                    || resolved
+                        .get_or_insert_with(|| {
+                            paths
+                                .iter()
+                                .filter_map(|p| resolve_links(pid, &p.path))
+                                .collect()
+                        })
+                        .iter()
+                        .any(|p| p.starts_with(prefix))
+            }
         };
         if prefix_ok && !keys.contains(&rule.key) {
             keys.push(rule.key.clone());
@@ -208,19 +274,66 @@ fn keys(rules: &RuleSet, bits: u64, executable: &[u8], paths: &[AuditPath]) -> V
 /// `name` made absolute: against `base` (a directory descriptor's path) when there is one,
 /// else against the working directory; empty when the directory is unknown.
 fn resolve(name: &[u8], base: &crate::decode::KernelPath, cwd: Option<&[u8]>) -> Vec<u8> {
-    if name.starts_with(b"/") {
-        return crate::process::absolute(b"/", name);
-    }
-    if !base.bytes.is_empty() {
+    let joined = if name.starts_with(b"/") {
+        crate::process::absolute(b"/", name)
+    } else if !base.bytes.is_empty() {
         if base.truncated {
             return Vec::new();
         }
-        return crate::process::absolute(&base.bytes, name);
+        crate::process::absolute(&base.bytes, name)
+    } else {
+        match cwd {
+            Some(cwd) if !cwd.is_empty() => crate::process::absolute(cwd, name),
+            _ => return Vec::new(),
+        }
+    };
+    collapse_dots(&joined)
+}
+
+/// `path` with the symbolic links of its directory resolved as process `pid` sees them
+/// (through its root, so a container's paths stay its own); `None` when the directory is gone
+/// or the process has exited. Racy by nature: it looks after the syscall.
+fn resolve_links(pid: u32, path: &[u8]) -> Option<Vec<u8>> {
+    use std::os::unix::ffi::OsStrExt;
+    let split = path.iter().rposition(|&b| b == b'/')?;
+    let (dir, leaf) = path.split_at(split);
+    let root = std::path::PathBuf::from(format!("/proc/{pid}/root"));
+    let root_real = std::fs::canonicalize(&root).ok()?;
+    let dir_real = std::fs::canonicalize(root.join(std::ffi::OsStr::from_bytes(
+        dir.strip_prefix(b"/").unwrap_or(dir),
+    )))
+    .ok()?;
+    let inside = dir_real.strip_prefix(&root_real).ok()?;
+    let mut out = b"/".to_vec();
+    out.extend_from_slice(inside.as_os_str().as_bytes());
+    if out.len() > 1 {
+        out.extend_from_slice(leaf);
+    } else {
+        out = leaf.to_vec();
     }
-    match cwd {
-        Some(cwd) if !cwd.is_empty() => crate::process::absolute(cwd, name),
-        _ => Vec::new(),
+    Some(out)
+}
+
+/// An absolute path with `..` components taken back over the component before them, as the
+/// kernel does when no symbolic link is on the way (`/tmp/../etc/x` is `/etc/x`).
+fn collapse_dots(path: &[u8]) -> Vec<u8> {
+    let mut parts: Vec<&[u8]> = Vec::new();
+    for part in path.split(|&b| b == b'/').filter(|p| !p.is_empty()) {
+        if part == b".." {
+            parts.pop();
+        } else {
+            parts.push(part);
+        }
     }
+    let mut out = Vec::with_capacity(path.len());
+    for part in parts {
+        out.push(b'/');
+        out.extend_from_slice(part);
+    }
+    if out.is_empty() {
+        out.push(b'/');
+    }
+    out
 }
 
 fn outcome(ret: i64) -> &'static str {

@@ -65,7 +65,10 @@ pub struct RuleConfig {
 
 /// An id, or an inclusive range of ids.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
-#[serde(untagged)]
+#[serde(
+    untagged,
+    expecting = "an id (1000) or an inclusive range of ids ([1000, 1999])"
+)]
 pub enum IdRange {
     One(u32),
     Range([u32; 2]),
@@ -175,8 +178,9 @@ pub struct RuleSet {
 /// One audited syscall as the loader sets it up.
 pub struct KernelSyscall {
     pub nr: u32,
-    /// Its exit tracepoint (`sys_exit_umount` for `umount2`).
-    pub tracepoint: String,
+    /// Its exit tracepoint's possible names, most likely first (`sys_exit_umount` for
+    /// `umount2`; `sys_exit_newuname` for `uname`).
+    pub tracepoints: Vec<String>,
     pub spec: AuditSyscall,
 }
 
@@ -219,7 +223,10 @@ impl RuleSet {
                 let decode = syscalls::decoding(nr);
                 KernelSyscall {
                     nr,
-                    tracepoint: format!("sys_exit_{}", syscalls::tracepoint_name(nr)),
+                    tracepoints: syscalls::tracepoint_names(nr)
+                        .iter()
+                        .map(|t| format!("sys_exit_{t}"))
+                        .collect(),
                     spec: AuditSyscall {
                         rules,
                         paths: decode.paths,

@@ -85,6 +85,17 @@ const NAMES: &[(&str, [u8; 4], [NameType; 2])] = {
     ]
 };
 
+/// Syscalls that act on the file behind a descriptor: (syscall, descriptor argument).
+const FDS: &[(&str, u8)] = &[
+    ("fchmod", 0),
+    ("fchown", 0),
+    ("fsetxattr", 0),
+    ("fremovexattr", 0),
+    ("ftruncate", 0),
+    ("fchdir", 0),
+    ("finit_module", 0),
+];
+
 /// Socket addresses: (syscall, address argument, length argument, length is a pointer).
 const SOCKADDRS: &[(&str, u8, u8, bool)] = &[
     ("connect", 1, 2, false),
@@ -103,11 +114,20 @@ pub fn name(nr: u32) -> String {
     Sysno::new(nr as usize).map_or_else(|| nr.to_string(), |s| s.name().to_string())
 }
 
-/// The name the kernel's syscall tracepoints use for `nr` (its `SYSCALL_DEFINE` name).
-pub fn tracepoint_name(nr: u32) -> String {
-    match name(nr).as_str() {
-        "umount2" => "umount".into(),
-        other => other.into(),
+/// The names the kernel's syscall tracepoints may use for `nr` (its `SYSCALL_DEFINE` name),
+/// most likely first: the syscall's own name, or the one it is defined under
+/// (`umount2` is `umount`, `sendfile` is `sendfile64`, `uname` and the stat family are
+/// `newuname`, `newstat`, ...).
+pub fn tracepoint_names(nr: u32) -> Vec<String> {
+    let n = name(nr);
+    let defined = match n.as_str() {
+        "umount2" => Some("umount"),
+        "sendfile" => Some("sendfile64"),
+        _ => None,
+    };
+    match defined {
+        Some(d) => vec![d.to_string()],
+        None => vec![n.clone(), format!("new{n}")],
     }
 }
 
@@ -138,6 +158,9 @@ pub fn decoding(nr: u32) -> Decoding {
         d.paths.dirfd0 = p[1];
         d.paths.path1 = p[2];
         d.paths.dirfd1 = p[3];
+    }
+    if let Some(&(_, fd)) = FDS.iter().find(|(s, _)| *s == n) {
+        d.paths.fd = fd;
     }
     if let Some(&(_, addr, len, pointer)) = SOCKADDRS.iter().find(|(s, ..)| *s == n) {
         d.sockaddr = addr;
@@ -171,6 +194,10 @@ mod tests {
         for (n, _, _) in NAMES {
             assert!(number(n).is_some(), "{n} is not a syscall here");
         }
-        assert_eq!(tracepoint_name(number("umount2").unwrap()), "umount");
+        assert_eq!(tracepoint_names(number("umount2").unwrap()), ["umount"]);
+        assert_eq!(
+            tracepoint_names(number("uname").unwrap()),
+            ["uname", "newuname"]
+        );
     }
 }

@@ -114,10 +114,34 @@ fn path_prefix_matches_names_made_absolute() {
         }]
     };
 
-    assert_eq!(keys(&set, 1, b"/bin/rm", &paths("/etc/passwd")), ["etc"]);
-    assert!(keys(&set, 1, b"/bin/rm", &paths("/tmp/etc/passwd")).is_empty());
+    let me = std::process::id();
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("etclink");
+    std::os::unix::fs::symlink("/etc", &link).unwrap();
+    let through_link = format!("{}/passwd", link.display());
+
     assert_eq!(
-        resolve(b"x", &Default::default(), Some(b"/etc")),
+        keys(&set, 1, me, b"/bin/rm", &paths("/etc/passwd")),
+        ["etc"]
+    );
+    assert!(keys(&set, 1, me, b"/bin/rm", &paths("/tmp/etc/passwd")).is_empty());
+    assert_eq!(
+        keys(&set, 1, me, b"/bin/rm", &paths(&through_link)),
+        ["etc"]
+    );
+    assert_eq!(
+        keys(&set, 1, me, b"/bin/rm", &paths("")),
+        ["etc"],
+        "unresolved: kept"
+    );
+    let no_base = Default::default();
+    assert_eq!(resolve(b"x", &no_base, Some(b"/etc")), b"/etc/x".to_vec());
+    assert_eq!(
+        resolve(b"../etc/x", &no_base, Some(b"/tmp")),
+        b"/etc/x".to_vec()
+    );
+    assert_eq!(
+        resolve(b"/tmp/../../etc/./x", &no_base, None),
         b"/etc/x".to_vec()
     );
 }

@@ -127,6 +127,7 @@ const FIELDS: &[Field] = fields! {
     bprm_filename = "linux_binprm"."filename";
     bprm_interp = "linux_binprm"."interp";
     bprm_file = "linux_binprm"."file";
+    bprm_fdpath = "linux_binprm"."fdpath", optional::FDPATH;
     pt_regs_syscall_nr = "pt_regs".SYSCALL_NR_FIELD, optional::SYSCALL_NR;
     pt_regs_arg0 = "pt_regs".ARG_FIELDS[0], optional::SYSCALL_ARGS;
     pt_regs_arg1 = "pt_regs".ARG_FIELDS[1], optional::SYSCALL_ARGS;

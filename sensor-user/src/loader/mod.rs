@@ -399,8 +399,16 @@ fn attach_audit(
     }
     let mut ok = Vec::new();
     for sc in rules.kernel_syscalls() {
-        let name = format!("tracepoint/syscalls/{}", sc.tracepoint);
-        match attach_syscall_exit(ebpf, "audit_exit", &sc.tracepoint) {
+        let mut result = Err(LoadError::MissingProgram("audit_exit"));
+        let mut name = String::new();
+        for tracepoint in &sc.tracepoints {
+            name = format!("tracepoint/syscalls/{tracepoint}");
+            result = attach_syscall_exit(ebpf, "audit_exit", tracepoint);
+            if result.is_ok() {
+                break;
+            }
+        }
+        match result {
             Ok(()) => {
                 tracing::debug!(hook = %name, "attached");
                 attached.push(name);

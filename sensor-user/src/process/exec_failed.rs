@@ -25,6 +25,11 @@ impl Tracker {
         if process.name.is_empty() {
             process.name = comm(&rec.comm);
         }
+        if !failed.filename.starts_with(b"/") && rec.dirfd == AT_FDCWD && !failed.base.truncated {
+            // The directory a relative name was taken against is the working directory now;
+            // the table's is the one of the last exec.
+            process.working_directory = failed.base.bytes.clone();
+        }
         let errno = i32::try_from(-rec.ret).unwrap_or(0);
         let path = if failed.filename.starts_with(b"/") {
             absolute(b"/", &failed.filename)
@@ -58,6 +63,9 @@ impl Tracker {
         event
     }
 }
+
+/// `AT_FDCWD`: a relative name is taken against the working directory.
+const AT_FDCWD: i32 = -100;
 
 /// The symbolic name of an errno an exec can return; empty for others (the number is kept).
 fn errno_name(errno: i32) -> &'static str {

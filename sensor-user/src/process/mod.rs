@@ -77,9 +77,11 @@ impl Tracker {
         };
         if let Some(rules) = &self.audit {
             let nr = match record {
-                // Registers that do not name the syscall: execve, by far the common one.
+                // After the exec the registers no longer name the syscall; an execveat
+                // through a descriptor says so by the name the kernel generated for it.
                 Record::Exec(exec) if exec.raw.syscall_nr == u32::MAX => {
-                    crate::audit::syscalls::number("execve")
+                    let fd = exec.raw.flags & sensor_common::exec_flags::EXECVEAT_FD != 0;
+                    crate::audit::syscalls::number(if fd { "execveat" } else { "execve" })
                 }
                 Record::Exec(exec) => Some(exec.raw.syscall_nr),
                 Record::ExecFailed(f) => crate::audit::syscalls::number(

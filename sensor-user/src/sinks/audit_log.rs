@@ -119,7 +119,9 @@ pub fn run(
             Ok(event) => {
                 // A full or failing disk loses records, counted and logged, never the sink.
                 if let Err(e) = log.write(&event) {
-                    stats.dropped(1);
+                    stats
+                        .audit_log_write_errors
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     if failed.is_multiple_of(1000) {
                         tracing::warn!(error = %e, failed = failed + 1, "audit log write failed");
                     }
@@ -133,9 +135,8 @@ pub fn run(
             Err(RecvError::Closed) => break,
         }
         if rx.is_empty() {
-            if let Err(e) = log.flush() {
-                tracing::warn!(error = %e, "audit log write failed");
-            }
+            // A failed flush fails the next write too, which is counted and logged there.
+            let _ = log.flush();
         }
     }
     log.flush()
@@ -207,7 +208,9 @@ pub fn format_event(event: &Event) -> Option<String> {
     for (i, p) in audit.paths.iter().enumerate() {
         let name = if p.path.is_empty() { &p.name } else { &p.path };
         let mut line = format!("type=PATH {msg}: item={i} name={}", value(name));
-        if exec && i == 0 {
+        // The loaded image's identity goes with its own name (a script's interpreter, not the
+        // script).
+        if exec && p.path == process.executable {
             if let Some(f) = &process.executable_file {
                 let dev = f.device;
                 let _ = write!(
