@@ -1,7 +1,7 @@
 //! Wire types of audit records: rule-selected syscalls sent at their exit, with the rules the
 //! kernel decided and what the collector needs to write auditd's records.
 
-use crate::{Creds, RecordHeader, SyscallPaths, TaskIds, EXEC_SCRATCH, PATH_SPAN};
+use crate::{Creds, RecordHeader, SyscallPaths, TaskIds, EXEC_SCRATCH, PATH_BUF, PATH_SPAN};
 
 /// Rules the kernel side can hold; a syscall's rules are a bit set of their indices.
 pub const AUDIT_RULES_MAX: u32 = 64;
@@ -68,8 +68,6 @@ pub mod audit_flags {
     pub const NAME_UNREADABLE: u32 = 1 << 1;
     /// The socket address could not be read.
     pub const SOCKADDR_UNREADABLE: u32 = 1 << 4;
-    /// The path of the file behind the `fd` argument was cut.
-    pub const FD_PATH_TRUNCATED: u32 = 1 << 5;
 
     /// Per name (`<< 0` for the first, `<< 1` for the second): its directory descriptor is
     /// not an open file (the syscall failed with `EBADF`), so it has no directory; the name
@@ -78,13 +76,43 @@ pub mod audit_flags {
     pub const BAD_DIRFD: u32 = 1 << 6;
     pub const NAME_TRUNCATED: u32 = 1 << 8;
     pub const BASE_TRUNCATED: u32 = 1 << 10;
+    /// Per name: the directory written for it is the working directory (the name is relative
+    /// to `AT_FDCWD`), not a descriptor's.
+    pub const BASE_IS_CWD: u32 = 1 << 14;
+
+    /// The names and socket address are the copies taken at the syscall's entry, the ones the
+    /// kernel was given.
+    pub const ARGS_FROM_ENTRY: u32 = 1 << 12;
+    /// No copy from the entry was found (the sensor started mid-syscall, or the copies' map
+    /// was full): the names and address are left out.
+    pub const ARGS_MISSING: u32 = 1 << 13;
+}
+
+/// Names and socket address of an audited syscall, copied at its entry so the caller cannot
+/// change them before the exit reads them (another thread rewriting the buffer while the
+/// syscall blocks). Kept per thread in the `AUDIT_ENTRIES` map until the exit.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct AuditEntry {
+    pub nr: u32,
+    /// Bytes of each name, NUL included; 0 for none, `u32::MAX` for unreadable.
+    pub name_len: [u32; 2],
+    /// Bytes of the address copied, or for accept the room the caller gave for it.
+    pub sockaddr_len: u32,
+    pub names: [[u8; PATH_BUF]; 2],
+    pub sockaddr: [u8; SOCKADDR_MAX],
+}
+
+impl AuditEntry {
+    /// `name_len` of a name that could not be read.
+    pub const UNREADABLE: u32 = u32::MAX;
 }
 
 /// A syscall some audit rule selected, sent at its exit. Variable data, in order: the working
-/// directory (`cwd_len`, dentry components leaf first; only for syscalls with names), the
-/// first name as passed and, for a relative or empty one against a descriptor, that
-/// directory's path (`name0_len`, `base0_len`), the same for the second name, the socket
-/// address, then the path of the file behind the `fd` argument (`fd_path_len`).
+/// directory (`cwd_len`; unused, 0), the first name as passed and, for a relative or empty
+/// one, the directory it is taken against (`name0_len`, `base0_len`: its descriptor's path, or
+/// the working directory, [`audit_flags::BASE_IS_CWD`]), the same for the second name, then
+/// the socket address. Paths are dentry components, leaf first.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct AuditRecord {
@@ -114,13 +142,12 @@ pub struct AuditRecord {
     pub name1_len: u32,
     pub base1_len: u32,
     pub sockaddr_len: u32,
-    pub fd_path_len: u32,
-    pub _pad: u32,
 }
 
 const _: () = assert!(core::mem::size_of::<AuditRule>() == 36);
+const _: () = assert!(core::mem::size_of::<AuditEntry>() == 16 + 2 * PATH_BUF + SOCKADDR_MAX);
 const _: () = assert!(core::mem::size_of::<AuditSyscall>() == 24);
-const _: () = assert!(core::mem::size_of::<AuditRecord>() == 240);
+const _: () = assert!(core::mem::size_of::<AuditRecord>() == 232);
 const _: () =
     assert!(core::mem::size_of::<AuditRecord>() + 8 * PATH_SPAN + SOCKADDR_MAX < EXEC_SCRATCH);
 

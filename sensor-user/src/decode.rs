@@ -34,8 +34,6 @@ pub struct Audit {
     pub base1: KernelPath,
     /// The socket address, as passed or returned.
     pub sockaddr: Vec<u8>,
-    /// The path of the file behind the syscall's descriptor argument (fchmod, fsetxattr).
-    pub fd_path: KernelPath,
 }
 
 /// A memory or cross-process record with its name or path.
@@ -294,10 +292,9 @@ fn decode_audit(bytes: &[u8]) -> Result<Audit, DecodeError> {
         raw.name1_len,
         raw.base1_len,
         raw.sockaddr_len,
-        raw.fd_path_len,
     ];
-    let [cwd, name0, base0, name1, base1, sockaddr, fd_path] =
-        regions::<AuditRecord, 7>(bytes, kind::AUDIT, lens)?;
+    let [cwd, name0, base0, name1, base1, sockaddr] =
+        regions::<AuditRecord, 6>(bytes, kind::AUDIT, lens)?;
     let flag = |bit| raw.flags & bit != 0;
     Ok(Audit {
         raw,
@@ -307,7 +304,6 @@ fn decode_audit(bytes: &[u8]) -> Result<Audit, DecodeError> {
         name1: c_string(name1),
         base1: optional_path(base1, flag(audit_flags::BASE_TRUNCATED << 1)),
         sockaddr: sockaddr.to_vec(),
-        fd_path: optional_path(fd_path, flag(audit_flags::FD_PATH_TRUNCATED)),
     })
 }
 

@@ -249,6 +249,9 @@ fn audit(
     if !a.errno.is_empty() {
         m["errno"] = json!(a.errno);
     }
+    if a.args_missing {
+        m["args_missing"] = json!(true);
+    }
     if !a.decoded.is_empty() {
         let sorted: std::collections::BTreeMap<_, _> = a.decoded.iter().collect();
         m["decoded"] = json!(sorted);

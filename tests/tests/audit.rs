@@ -347,3 +347,81 @@ fn builtin_rules_record_privilege_namespace_permission_and_network_changes() {
         .collect();
     assert!(modes.contains(&"0700".to_string()), "{modes:?}");
 }
+
+#[test]
+fn names_and_addresses_are_the_ones_the_kernel_was_given_not_rewritten_later() {
+    let dir = Dir::new("audit-race");
+    let config = format!(
+        "[[audit.rules]]\nkey = \"fifo\"\nsyscalls = [\"open\", \"openat\"]\n\
+         path_prefix = {:?}\n\
+         [[audit.rules]]\nkey = \"net\"\nsyscalls = [\"connect\"]\n",
+        format!("{}/", dir.0.display())
+    );
+    let Some(sensor) = Sensor::start_with_config("audit_race", &config) else {
+        return;
+    };
+    let fifo = dir.path("secret.fifo");
+
+    // One thread blocks in open() on a FIFO, and in connect() to a listener whose backlog is
+    // full, while another rewrites the name and the address in the caller's memory, then
+    // lets the syscalls finish.
+    let script = format!(
+        "mkfifo {fifo}\n\
+         python3 - <<'PY'\n\
+import ctypes, os, socket, struct, threading, time\n\
+libc = ctypes.CDLL(None, use_errno=True)\n\
+name = ctypes.create_string_buffer(b'{fifo}', 4096)\n\
+t = threading.Thread(target=lambda: libc.open(name, os.O_RDONLY)); t.start()\n\
+time.sleep(0.5)\n\
+ctypes.memmove(name, b'/tmp/harmless\\0', 14)\n\
+w = os.open('{fifo}', os.O_WRONLY); t.join(); os.close(w)\n\
+srv = socket.socket(); srv.bind(('127.0.0.1', 0)); srv.listen(0); port = srv.getsockname()[1]\n\
+         fill = socket.create_connection(('127.0.0.1', port))\n\
+         addr = ctypes.create_string_buffer(struct.pack('=H', 2) + struct.pack('!H4s8x', port, bytes([127, 0, 0, 1])), 16)\n\
+         fd = socket.socket().detach()\n\
+         c = threading.Thread(target=lambda: libc.connect(fd, addr, 16)); c.start()\n\
+         time.sleep(0.5)\n\
+         addr[2:8] = struct.pack('!H4s', 443, bytes([1, 1, 1, 1]))\n\
+         srv.settimeout(10)\n\
+         for _ in range(2): srv.accept()\n\
+         c.join(timeout=10)\n\
+         print(port)\n\
+PY"
+    );
+    let (out, events) = trigger(&sensor, "audit-race", &script);
+    let port: u64 = out.trim().parse().expect("port printed");
+
+    let opens: Vec<&Value> = audited(&events, "openat")
+        .into_iter()
+        .chain(audited(&events, "open"))
+        .filter(|e| tags(e).contains(&"fifo".to_string()))
+        .collect();
+    assert!(
+        opens.iter().any(|e| paths(e) == [fifo.clone()]),
+        "the FIFO open is recorded under its real name: {}",
+        show(&opens)
+    );
+    assert!(
+        opens
+            .iter()
+            .all(|e| e["sensor"]["audit"]["args_read_at_exit"].is_null()),
+        "{}",
+        show(&opens)
+    );
+    let connects = audited(&events, "connect");
+    let blocked: Vec<&&Value> = connects
+        .iter()
+        .filter(|e| e["destination"]["ip"] == "1.1.1.1" || e["destination"]["port"] == port)
+        .collect();
+    assert!(!blocked.is_empty(), "{}", show(&connects));
+    assert!(
+        blocked
+            .iter()
+            .all(|e| e["destination"]["ip"] == "127.0.0.1"),
+        "the address connected to, not the one written later: {:?}",
+        blocked
+            .iter()
+            .map(|e| &e["destination"])
+            .collect::<Vec<_>>()
+    );
+}

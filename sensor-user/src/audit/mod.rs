@@ -30,15 +30,18 @@ pub fn from_record(tracker: &Tracker, rules: &RuleSet, a: &Audit) -> Option<Even
             process.executable = known.executable.clone();
             process.args = known.args.clone();
             process.args_count = known.args_count;
-            process.working_directory = known.cwd.clone();
         }
     }
-    if !a.cwd.bytes.is_empty() {
-        process.working_directory = a.cwd.bytes.clone();
-        if a.cwd.truncated {
-            process
-                .truncated_fields
-                .push("process.working_directory".into());
+    // The working directory as the kernel had it, when a name was taken against it; the
+    // table's is the one of the last exec and may be stale, so it is not given instead.
+    for (which, base) in [&a.base0, &a.base1].into_iter().enumerate() {
+        if raw.flags & (sensor_common::audit_flags::BASE_IS_CWD << which) != 0 {
+            process.working_directory = base.bytes.clone();
+            if base.truncated {
+                let field = "process.working_directory".into();
+                process.truncated_fields.push(field);
+            }
+            break;
         }
     }
 
@@ -53,6 +56,7 @@ pub fn from_record(tracker: &Tracker, rules: &RuleSet, a: &Audit) -> Option<Even
     event.tags = keys.clone();
     event.audit = Some(AuditDetail {
         decoded: args::decode(&name, &raw.args).into_iter().collect(),
+        args_missing: raw.flags & sensor_common::audit_flags::ARGS_MISSING != 0,
         syscall: name,
         syscall_nr: raw.nr,
         arch: syscalls::ARCH.1.into(),
@@ -73,20 +77,20 @@ pub fn from_record(tracker: &Tracker, rules: &RuleSet, a: &Audit) -> Option<Even
 
 /// The names of an audit record, each made absolute against the directory it was taken
 /// against: its directory descriptor's path, or the working directory. An empty name with a
-/// descriptor (`AT_EMPTY_PATH`) is the descriptor's file; the file behind a descriptor
-/// argument (fchmod) comes last, with no name.
+/// descriptor (`AT_EMPTY_PATH`) is the descriptor's file.
 fn paths(a: &Audit) -> Vec<AuditPath> {
     use sensor_common::audit_flags as f;
     let flags = a.raw.flags;
     let cwd = (!a.cwd.truncated).then_some(a.cwd.bytes.as_slice());
     let spec = syscalls::decoding(a.raw.nr);
     let mut out = Vec::new();
+    let none = sensor_common::SyscallPaths::NONE;
     let names = [
         (&a.name0, &a.base0, spec.paths.path0),
         (&a.name1, &a.base1, spec.paths.path1),
     ];
     for (which, (name, base, slot)) in names.into_iter().enumerate() {
-        if slot == sensor_common::SyscallPaths::NONE {
+        if slot == none {
             continue;
         }
         let bad_dirfd = flags & (f::BAD_DIRFD << which) != 0;
@@ -106,18 +110,6 @@ fn paths(a: &Audit) -> Vec<AuditPath> {
             name: name.clone(),
             unreadable,
             truncated: flags & (f::NAME_TRUNCATED << which) != 0,
-        });
-    }
-    if !a.fd_path.bytes.is_empty() {
-        out.push(AuditPath {
-            path: if a.fd_path.truncated {
-                Vec::new()
-            } else {
-                a.fd_path.bytes.clone()
-            },
-            name: Vec::new(),
-            unreadable: false,
-            truncated: a.fd_path.truncated,
         });
     }
     out
@@ -207,6 +199,7 @@ pub fn from_exec(rules: &RuleSet, exec: &Event, nr: u32) -> Option<Event> {
         fsgid: process.egid,
         socket: None,
         decoded: Default::default(),
+        args_missing: false,
     });
     Some(event)
 }

@@ -85,17 +85,6 @@ const NAMES: &[(&str, [u8; 4], [NameType; 2])] = {
     ]
 };
 
-/// Syscalls that act on the file behind a descriptor: (syscall, descriptor argument).
-const FDS: &[(&str, u8)] = &[
-    ("fchmod", 0),
-    ("fchown", 0),
-    ("fsetxattr", 0),
-    ("fremovexattr", 0),
-    ("ftruncate", 0),
-    ("fchdir", 0),
-    ("finit_module", 0),
-];
-
 /// Socket addresses: (syscall, address argument, length argument, length is a pointer).
 const SOCKADDRS: &[(&str, u8, u8, bool)] = &[
     ("connect", 1, 2, false),
@@ -158,9 +147,6 @@ pub fn decoding(nr: u32) -> Decoding {
         d.paths.dirfd0 = p[1];
         d.paths.path1 = p[2];
         d.paths.dirfd1 = p[3];
-    }
-    if let Some(&(_, fd)) = FDS.iter().find(|(s, _)| *s == n) {
-        d.paths.fd = fd;
     }
     if let Some(&(_, addr, len, pointer)) = SOCKADDRS.iter().find(|(s, ..)| *s == n) {
         d.sockaddr = addr;

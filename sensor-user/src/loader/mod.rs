@@ -397,14 +397,37 @@ fn attach_audit(
                 .map_err(map_error("AUDIT_RULES"))?;
         }
     }
+    // Each program is verified once; one the kernel refuses is not tried again per syscall.
+    if let Err(e) = load_tracepoint(ebpf, "audit_exit") {
+        let reason = error_chain(&e);
+        tracing::warn!(error = %reason, "audit hooks unavailable");
+        refused.push(format!(
+            "tracepoint/syscalls/sys_exit_* (audit_exit): {reason}"
+        ));
+        return Ok(());
+    }
+    let entry_copies = match load_tracepoint(ebpf, "audit_enter") {
+        Ok(()) => true,
+        Err(e) => {
+            // The exit still reads them, from the caller's memory (flagged).
+            let reason = error_chain(&e);
+            tracing::warn!(error = %reason, "audit entry copies unavailable");
+            refused.push(format!(
+                "tracepoint/syscalls/sys_enter_* (audit_enter): {reason}"
+            ));
+            false
+        }
+    };
     let mut ok = Vec::new();
     for sc in rules.kernel_syscalls() {
         let mut result = Err(LoadError::MissingProgram("audit_exit"));
         let mut name = String::new();
+        let mut found = "";
         for tracepoint in &sc.tracepoints {
             name = format!("tracepoint/syscalls/{tracepoint}");
-            result = attach_syscall_exit(ebpf, "audit_exit", tracepoint);
+            result = attach_syscall(ebpf, "audit_exit", tracepoint);
             if result.is_ok() {
+                found = tracepoint;
                 break;
             }
         }
@@ -412,6 +435,22 @@ fn attach_audit(
             Ok(()) => {
                 tracing::debug!(hook = %name, "attached");
                 attached.push(name);
+                // Names and addresses are copied at the entry, where the kernel takes them.
+                let takes = sc.spec.paths.path0 != SyscallPaths::NONE
+                    || sc.spec.sockaddr != SyscallPaths::NONE;
+                if takes && entry_copies {
+                    let enter = found.replacen("sys_exit_", "sys_enter_", 1);
+                    let enter_name = format!("tracepoint/syscalls/{enter}");
+                    match attach_syscall(ebpf, "audit_enter", &enter) {
+                        Ok(()) => attached.push(enter_name),
+                        Err(e) => {
+                            // The exit still reads them, from the caller's memory (flagged).
+                            let reason = error_chain(&e);
+                            tracing::warn!(hook = %enter_name, error = %reason, "audit hook unavailable");
+                            refused.push(format!("{enter_name}: {reason}"));
+                        }
+                    }
+                }
                 ok.push(sc);
             }
             Err(e) => {
@@ -446,7 +485,7 @@ fn attach_fim_syscalls(
     for sc in crate::fim::syscalls::SYSCALLS {
         let tracepoint = format!("sys_exit_{}", sc.name);
         let name = format!("tracepoint/syscalls/{tracepoint}");
-        match attach_syscall_exit(ebpf, "fim_syscall_exit", &tracepoint) {
+        match attach_syscall(ebpf, "fim_syscall_exit", &tracepoint) {
             Ok(_) => {
                 tracing::debug!(hook = %name, "attached");
                 attached.push(name);
@@ -477,8 +516,25 @@ fn attach_fim_syscalls(
     Ok(())
 }
 
+/// Loads the classic tracepoint program `program`, if it is not loaded yet.
+fn load_tracepoint(ebpf: &mut Ebpf, program: &'static str) -> Result<(), LoadError> {
+    let fail = |source| LoadError::Attach {
+        hook: program,
+        source,
+    };
+    let p: &mut TracePoint = ebpf
+        .program_mut(program)
+        .ok_or(LoadError::MissingProgram(program))?
+        .try_into()
+        .map_err(fail)?;
+    if p.fd().is_err() {
+        p.load().map_err(fail)?;
+    }
+    Ok(())
+}
+
 /// Attaches `program` (loading it the first time) to `syscalls/<tracepoint>`.
-fn attach_syscall_exit(
+fn attach_syscall(
     ebpf: &mut Ebpf,
     program: &'static str,
     tracepoint: &str,
