@@ -58,6 +58,9 @@ impl AuditSyscall {
     /// The length argument points at a `socklen_t` the kernel filled in (accept, accept4):
     /// the address is the peer's, written by the syscall.
     pub const LEN_IS_POINTER: u8 = 1 << 0;
+    /// The address argument is a `struct msghdr *` holding the address and its length
+    /// (sendmsg); the length argument is unused.
+    pub const MSGHDR: u8 = 1 << 1;
 }
 
 /// Flags of an [`AuditRecord`].
@@ -97,7 +100,8 @@ pub struct AuditEntry {
     pub nr: u32,
     /// Bytes of each name, NUL included; 0 for none, `u32::MAX` for unreadable.
     pub name_len: [u32; 2],
-    /// Bytes of the address copied, or for accept the room the caller gave for it.
+    /// Bytes of the address copied, or for accept the room the caller gave for it;
+    /// `UNREADABLE` when the address could not be read.
     pub sockaddr_len: u32,
     pub names: [[u8; PATH_BUF]; 2],
     pub sockaddr: [u8; SOCKADDR_MAX],

@@ -245,9 +245,25 @@ fn copy_args(e: &mut AuditEntry, nr: u32, spec: &AuditSyscall, arg: impl Fn(u8) 
         };
     }
     e.sockaddr_len = 0;
-    let (Some(addr), Some(len)) = (arg(spec.sockaddr), arg(spec.socklen)) else {
+    let (Some(mut addr), Some(mut len)) = (arg(spec.sockaddr), arg(spec.socklen)) else {
         return;
     };
+    if spec.flags & AuditSyscall::MSGHDR != 0 {
+        // sendmsg: the address is the header's `msg_name` and `msg_namelen`, the first two
+        // fields of `struct msghdr` in the syscall ABI.
+        let mut head = [0u64; 2];
+        // SAFETY: reads 16 bytes into `head`; the helper checks the user address.
+        let r = unsafe { bpf_probe_read_user(head.as_mut_ptr().cast(), 16, addr as *const _) };
+        if r != 0 {
+            e.sockaddr_len = AuditEntry::UNREADABLE;
+            return;
+        }
+        addr = head[0];
+        len = head[1] & 0xffff_ffff;
+    }
+    if addr == 0 {
+        return;
+    }
     if spec.flags & AuditSyscall::LEN_IS_POINTER != 0 {
         let mut room: u32 = 0;
         // SAFETY: reads 4 bytes into `room`; the helper checks the user address.
@@ -263,9 +279,7 @@ fn copy_args(e: &mut AuditEntry, nr: u32, spec: &AuditSyscall, arg: impl Fn(u8) 
     let dst = e.sockaddr.as_mut_ptr();
     // SAFETY: `n` <= SOCKADDR_MAX, the array's size; the helper checks the source.
     let r = unsafe { bpf_probe_read_user(dst.cast(), n, addr as *const _) };
-    if r == 0 && addr != 0 {
-        e.sockaddr_len = n;
-    }
+    e.sockaddr_len = if r == 0 { n } else { AuditEntry::UNREADABLE };
 }
 
 /// The rules of `candidates` whose kernel filters the syscall's outcome and the caller's
@@ -421,29 +435,30 @@ fn sockaddr(
     rec: &mut AuditRecord,
     copy: &AuditEntry,
 ) -> u32 {
+    if spec.sockaddr == SyscallPaths::NONE {
+        return 0;
+    }
+    let returned = spec.flags & AuditSyscall::LEN_IS_POINTER != 0;
+    if !returned {
+        if copy.sockaddr_len == AuditEntry::UNREADABLE {
+            rec.flags |= flags::SOCKADDR_UNREADABLE;
+            return 0;
+        }
+        // 0: no address given (a sendto on a connected socket).
+        let n = masked(copy.sockaddr_len as usize, SOCKADDR_MAX * 2 - 1);
+        // SAFETY: `dst` has SOCKADDR_MAX * 2 bytes of room; the copy is in the same slot.
+        unsafe { bpf_probe_read_kernel(dst.cast(), n as u32, copy.sockaddr.as_ptr().cast()) };
+        return n as u32;
+    }
     let (Some(addr), Some(len)) = (
         rec.args.get(spec.sockaddr as usize).copied(),
         rec.args.get(spec.socklen as usize).copied(),
     ) else {
         return 0;
     };
-    if addr == 0 {
-        return 0;
-    }
-    let returned = spec.flags & AuditSyscall::LEN_IS_POINTER != 0;
-    if returned && rec.ret < 0 {
+    if addr == 0 || rec.ret < 0 {
         // A failed accept wrote no address; the buffer holds whatever was there.
         return 0;
-    }
-    if !returned {
-        let n = masked(copy.sockaddr_len as usize, SOCKADDR_MAX * 2 - 1);
-        if n == 0 {
-            rec.flags |= flags::SOCKADDR_UNREADABLE;
-            return 0;
-        }
-        // SAFETY: `dst` has SOCKADDR_MAX * 2 bytes of room; the copy is in the same slot.
-        unsafe { bpf_probe_read_kernel(dst.cast(), n as u32, copy.sockaddr.as_ptr().cast()) };
-        return n as u32;
     }
     let len = if returned {
         let mut n: u32 = 0;

@@ -274,7 +274,7 @@ fn audit(
         if !s.path.is_empty() {
             addr["address"] = json!(escape(&s.path));
         }
-        let side = if a.syscall == "connect" {
+        let side = if matches!(a.syscall.as_str(), "connect" | "sendto" | "sendmsg") {
             "destination"
         } else {
             "source"

@@ -425,3 +425,31 @@ PY"
             .collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn datagram_destinations_are_recorded_for_sendto_and_sendmsg() {
+    let config = "[[audit.rules]]\nkey = \"udp\"\nsyscalls = [\"sendto\", \"sendmsg\"]\n";
+    let Some(sensor) = Sensor::start_with_config("audit_udp", config) else {
+        return;
+    };
+
+    let script = "python3 -c \"import socket\n\
+         r = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); r.bind(('127.0.0.1', 0))\n\
+         q = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); q.bind(('127.0.0.1', 0))\n\
+         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         s.sendto(b'x', r.getsockname()); s.sendmsg([b'y'], [], 0, q.getsockname())\n\
+         print(r.getsockname()[1], q.getsockname()[1])\"";
+    let (out, events) = trigger(&sensor, "audit-udp", script);
+    let ports: Vec<u64> = out.split_whitespace().map(|p| p.parse().unwrap()).collect();
+
+    for (syscall, port) in [("sendto", ports[0]), ("sendmsg", ports[1])] {
+        let sent = audited(&events, syscall);
+        assert!(
+            sent.iter().any(|e| e["destination"]["ip"] == "127.0.0.1"
+                && e["destination"]["port"] == port
+                && tags(e) == ["udp"]),
+            "{syscall} to port {port}: {:?}",
+            sent.iter().map(|e| &e["destination"]).collect::<Vec<_>>()
+        );
+    }
+}

@@ -85,12 +85,15 @@ const NAMES: &[(&str, [u8; 4], [NameType; 2])] = {
     ]
 };
 
-/// Socket addresses: (syscall, address argument, length argument, length is a pointer).
-const SOCKADDRS: &[(&str, u8, u8, bool)] = &[
-    ("connect", 1, 2, false),
-    ("bind", 1, 2, false),
-    ("accept", 1, 2, true),
-    ("accept4", 1, 2, true),
+/// Socket addresses: (syscall, address argument, length argument, flags of
+/// `AuditSyscall`).
+const SOCKADDRS: &[(&str, u8, u8, u8)] = &[
+    ("connect", 1, 2, 0),
+    ("bind", 1, 2, 0),
+    ("accept", 1, 2, AuditSyscall::LEN_IS_POINTER),
+    ("accept4", 1, 2, AuditSyscall::LEN_IS_POINTER),
+    ("sendto", 4, 5, 0),
+    ("sendmsg", 1, 1, AuditSyscall::MSGHDR),
 ];
 
 /// The number of syscall `name` on this architecture.
@@ -148,12 +151,10 @@ pub fn decoding(nr: u32) -> Decoding {
         d.paths.path1 = p[2];
         d.paths.dirfd1 = p[3];
     }
-    if let Some(&(_, addr, len, pointer)) = SOCKADDRS.iter().find(|(s, ..)| *s == n) {
+    if let Some(&(_, addr, len, flags)) = SOCKADDRS.iter().find(|(s, ..)| *s == n) {
         d.sockaddr = addr;
         d.socklen = len;
-        if pointer {
-            d.flags = AuditSyscall::LEN_IS_POINTER;
-        }
+        d.flags = flags;
     }
     d
 }
