@@ -3,6 +3,7 @@
 //! In: the configuration. Out: a [`Loaded`] holding the ring buffer, the loss counters and the
 //! list of hooks attached and refused, for the reader and the status API.
 
+mod audit;
 pub mod btf;
 pub mod probe;
 mod tracefs;
@@ -15,7 +16,7 @@ use aya::{
     programs::{BtfTracePoint, TracePoint},
     Btf, Ebpf, EbpfLoader,
 };
-use sensor_common::{offsets::Settings, AuditRule, AuditSyscall, KernelOffsets, SyscallPaths};
+use sensor_common::{offsets::Settings, KernelOffsets, SyscallPaths};
 
 use crate::config::Config;
 
@@ -351,7 +352,7 @@ pub fn load_with(
     let audit = match config.audit() {
         Some(audit) => {
             let rules = crate::audit::RuleSet::compile(audit).map_err(LoadError::Audit)?;
-            attach_audit(&mut ebpf, &rules, &mut attached, &mut refused)?;
+            audit::attach(&mut ebpf, &rules, &mut attached, &mut refused)?;
             Some(rules)
         }
         None => None,
@@ -375,101 +376,6 @@ pub fn load_with(
         fim,
         audit,
     })
-}
-
-/// Fills the audit maps from `rules` and attaches `audit_exit` to the exit of every syscall
-/// they name. A syscall whose tracepoint this kernel lacks is reported refused and left out.
-fn attach_audit(
-    ebpf: &mut Ebpf,
-    rules: &crate::audit::RuleSet,
-    attached: &mut Vec<String>,
-    refused: &mut Vec<String>,
-) -> Result<(), LoadError> {
-    let map_error = |name| move |source| LoadError::Map { name, source };
-    {
-        let map = ebpf
-            .map_mut("AUDIT_RULES")
-            .ok_or(LoadError::MissingMap("AUDIT_RULES"))?;
-        let mut map: aya::maps::Array<_, AuditRule> =
-            aya::maps::Array::try_from(map).map_err(map_error("AUDIT_RULES"))?;
-        for (i, rule) in rules.rules.iter().enumerate() {
-            map.set(i as u32, rule.kernel, 0)
-                .map_err(map_error("AUDIT_RULES"))?;
-        }
-    }
-    // Each program is verified once; one the kernel refuses is not tried again per syscall.
-    if let Err(e) = load_tracepoint(ebpf, "audit_exit") {
-        let reason = error_chain(&e);
-        tracing::warn!(error = %reason, "audit hooks unavailable");
-        refused.push(format!(
-            "tracepoint/syscalls/sys_exit_* (audit_exit): {reason}"
-        ));
-        return Ok(());
-    }
-    let entry_copies = match load_tracepoint(ebpf, "audit_enter") {
-        Ok(()) => true,
-        Err(e) => {
-            // The exit still reads them, from the caller's memory (flagged).
-            let reason = error_chain(&e);
-            tracing::warn!(error = %reason, "audit entry copies unavailable");
-            refused.push(format!(
-                "tracepoint/syscalls/sys_enter_* (audit_enter): {reason}"
-            ));
-            false
-        }
-    };
-    let mut ok = Vec::new();
-    for sc in rules.kernel_syscalls() {
-        let mut result = Err(LoadError::MissingProgram("audit_exit"));
-        let mut name = String::new();
-        let mut found = "";
-        for tracepoint in &sc.tracepoints {
-            name = format!("tracepoint/syscalls/{tracepoint}");
-            result = attach_syscall(ebpf, "audit_exit", tracepoint);
-            if result.is_ok() {
-                found = tracepoint;
-                break;
-            }
-        }
-        match result {
-            Ok(()) => {
-                tracing::debug!(hook = %name, "attached");
-                attached.push(name);
-                // Names and addresses are copied at the entry, where the kernel takes them.
-                let takes = sc.spec.paths.path0 != SyscallPaths::NONE
-                    || sc.spec.sockaddr != SyscallPaths::NONE;
-                if takes && entry_copies {
-                    let enter = found.replacen("sys_exit_", "sys_enter_", 1);
-                    let enter_name = format!("tracepoint/syscalls/{enter}");
-                    match attach_syscall(ebpf, "audit_enter", &enter) {
-                        Ok(()) => attached.push(enter_name),
-                        Err(e) => {
-                            // The exit still reads them, from the caller's memory (flagged).
-                            let reason = error_chain(&e);
-                            tracing::warn!(hook = %enter_name, error = %reason, "audit hook unavailable");
-                            refused.push(format!("{enter_name}: {reason}"));
-                        }
-                    }
-                }
-                ok.push(sc);
-            }
-            Err(e) => {
-                let reason = error_chain(&e);
-                tracing::warn!(hook = %name, error = %reason, "audit hook unavailable");
-                refused.push(format!("{name}: {reason}"));
-            }
-        }
-    }
-    let map = ebpf
-        .map_mut("AUDIT_SYSCALLS")
-        .ok_or(LoadError::MissingMap("AUDIT_SYSCALLS"))?;
-    let mut map: BpfHashMap<_, u32, AuditSyscall> =
-        BpfHashMap::try_from(map).map_err(map_error("AUDIT_SYSCALLS"))?;
-    for sc in ok {
-        map.insert(sc.nr, sc.spec, 0)
-            .map_err(map_error("AUDIT_SYSCALLS"))?;
-    }
-    Ok(())
 }
 
 /// Attaches `fim_syscall_exit` to the exit of every namespace and attribute syscall and
@@ -517,7 +423,7 @@ fn attach_fim_syscalls(
 }
 
 /// Loads the classic tracepoint program `program`, if it is not loaded yet.
-fn load_tracepoint(ebpf: &mut Ebpf, program: &'static str) -> Result<(), LoadError> {
+pub(crate) fn load_tracepoint(ebpf: &mut Ebpf, program: &'static str) -> Result<(), LoadError> {
     let fail = |source| LoadError::Attach {
         hook: program,
         source,
@@ -534,7 +440,7 @@ fn load_tracepoint(ebpf: &mut Ebpf, program: &'static str) -> Result<(), LoadErr
 }
 
 /// Attaches `program` (loading it the first time) to `syscalls/<tracepoint>`.
-fn attach_syscall(
+pub(crate) fn attach_syscall(
     ebpf: &mut Ebpf,
     program: &'static str,
     tracepoint: &str,
