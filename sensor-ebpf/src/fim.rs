@@ -27,9 +27,9 @@ use aya_ebpf::{
         bpf_get_smp_processor_id, bpf_ktime_get_boot_ns,
         generated::{bpf_probe_read_user_str, bpf_task_pt_regs},
     },
-    macros::{btf_tracepoint, map, tracepoint},
+    macros::{btf_tracepoint, fentry, map, tracepoint},
     maps::{HashMap, LruHashMap},
-    programs::{BtfTracePointContext, TracePointContext},
+    programs::{BtfTracePointContext, FEntryContext, TracePointContext},
 };
 use sensor_common::{
     fim_flags, kind, offsets::optional, watch, CloseSent, FileKey, FimRecord, SyscallPaths,
@@ -385,7 +385,16 @@ pub fn fim_inode_set_ctime_to_ts(ctx: BtfTracePointContext) -> i32 {
 
 fn try_ctime(ctx: &BtfTracePointContext) -> Option<()> {
     // The first argument of all three tracepoints is the `struct inode *`.
-    let inode: KPtr = ctx.arg(0);
+    inode_changed(ctx.arg(0))
+}
+
+/// One inode changing, from whichever hook saw it: remembered for the syscall's exit, counted
+/// towards a create inside an open, or reported as a content change of a watched file.
+#[inline(always)]
+fn inode_changed(inode: KPtr) -> Option<()> {
+    if inode.is_null() {
+        return None;
+    }
     let key = inode_key(inode);
     // SAFETY: the value is copied out at once.
     let watched = unsafe { WATCHED.get(key) }.copied();
@@ -445,6 +454,130 @@ fn try_ctime(ctx: &BtfTracePointContext) -> Option<()> {
         }
     }
     Some(())
+}
+
+// The same inode changes on kernels without the `timestamp` tracepoints (before 6.13), seen at
+// the entry of the functions that make them. The security hooks are called across files from
+// the VFS, so no call of theirs is inlined away; each takes the inodes the operation changes.
+
+/// Mode, owner, timestamps and size (chmod, chown, utimes, truncate): the dentry changed.
+#[fentry(function = "notify_change")]
+pub fn fim_notify_change(ctx: FEntryContext) -> i32 {
+    let _ = dentry_changed(ctx.arg(1));
+    0
+}
+
+/// unlink: the directory and the file losing a link.
+#[fentry(function = "security_inode_unlink")]
+pub fn fim_inode_unlink(ctx: FEntryContext) -> i32 {
+    let _ = inode_changed(ctx.arg(0));
+    let _ = dentry_changed(ctx.arg(1));
+    0
+}
+
+/// rmdir: the parent and the directory removed.
+#[fentry(function = "security_inode_rmdir")]
+pub fn fim_inode_rmdir(ctx: FEntryContext) -> i32 {
+    let _ = inode_changed(ctx.arg(0));
+    let _ = dentry_changed(ctx.arg(1));
+    0
+}
+
+/// rename: both directories, the object moved and the one it replaces, if any.
+#[fentry(function = "security_inode_rename")]
+pub fn fim_inode_rename(ctx: FEntryContext) -> i32 {
+    let _ = inode_changed(ctx.arg(0));
+    let _ = dentry_changed(ctx.arg(1));
+    let _ = inode_changed(ctx.arg(2));
+    let _ = dentry_changed(ctx.arg(3));
+    0
+}
+
+/// link: the file gaining a name and the directory the name goes in.
+#[fentry(function = "security_inode_link")]
+pub fn fim_inode_link(ctx: FEntryContext) -> i32 {
+    let _ = dentry_changed(ctx.arg(0));
+    let _ = inode_changed(ctx.arg(1));
+    0
+}
+
+/// The directory a name is made in (create, mkdir, mknod, symlink), all first argument.
+#[fentry(function = "security_inode_create")]
+pub fn fim_inode_create(ctx: FEntryContext) -> i32 {
+    let _ = inode_changed(ctx.arg(0));
+    0
+}
+
+#[fentry(function = "security_inode_mkdir")]
+pub fn fim_inode_mkdir(ctx: FEntryContext) -> i32 {
+    let _ = inode_changed(ctx.arg(0));
+    0
+}
+
+#[fentry(function = "security_inode_mknod")]
+pub fn fim_inode_mknod(ctx: FEntryContext) -> i32 {
+    let _ = inode_changed(ctx.arg(0));
+    0
+}
+
+#[fentry(function = "security_inode_symlink")]
+pub fn fim_inode_symlink(ctx: FEntryContext) -> i32 {
+    let _ = inode_changed(ctx.arg(0));
+    0
+}
+
+/// A new inode given its name: the file an open creates, the directory a mkdir makes.
+#[fentry(function = "security_d_instantiate")]
+pub fn fim_d_instantiate(ctx: FEntryContext) -> i32 {
+    let _ = inode_changed(ctx.arg(1));
+    0
+}
+
+/// Extended attributes set or removed (the dentry is the second argument before and after
+/// 6.3's idmap change).
+#[fentry(function = "security_inode_setxattr")]
+pub fn fim_inode_setxattr(ctx: FEntryContext) -> i32 {
+    let _ = dentry_changed(ctx.arg(1));
+    0
+}
+
+#[fentry(function = "security_inode_removexattr")]
+pub fn fim_inode_removexattr(ctx: FEntryContext) -> i32 {
+    let _ = dentry_changed(ctx.arg(1));
+    0
+}
+
+/// Content written through a descriptor or a mapping: the write family, fallocate and
+/// page faults on shared mappings move the file's times through one of these two.
+#[fentry(function = "file_update_time")]
+pub fn fim_file_update_time(ctx: FEntryContext) -> i32 {
+    let _ = file_written(ctx.arg(0));
+    0
+}
+
+#[fentry(function = "file_modified")]
+pub fn fim_file_modified(ctx: FEntryContext) -> i32 {
+    let _ = file_written(ctx.arg(0));
+    0
+}
+
+/// [`inode_changed`] for a write through `file`. These run on every write of the host, and a
+/// write matters only to a watched file, so an unwatched one costs one lookup.
+#[inline(always)]
+fn file_written(file: KPtr) -> Option<()> {
+    let inode = get_ptr(file, off!(file_f_inode));
+    // SAFETY: only presence is read.
+    unsafe { WATCHED.get(inode_key(inode)) }?;
+    inode_changed(inode)
+}
+
+/// [`inode_changed`] for the inode behind a dentry; nothing for a negative one.
+#[inline(always)]
+fn dentry_changed(dentry: KPtr) -> Option<()> {
+    if dentry.is_null() {
+        return None;
+    }
+    inode_changed(get_ptr(dentry, off!(dentry_d_inode)))
 }
 
 /// A change-time update inside an open: part of a create (see [`OPENING`]), or the

@@ -7,7 +7,7 @@ use aya_ebpf::helpers::generated::bpf_probe_read_kernel_str;
 use sensor_common::{NAME_READ, PATH_BUF, PATH_COMPONENTS};
 
 use crate::{
-    kernel::{read_ptr, KPtr},
+    kernel::{get_ptr, KPtr},
     maps::{off, PATH_LEN},
 };
 
@@ -39,38 +39,40 @@ pub fn write_path(path: KPtr, dst: *mut u8) -> Written {
 }
 
 /// The walk itself; returns whether the path was cut. The running length lives in `*len`.
+///
+/// Every read is [`get_ptr`] (null when unreadable) rather than an `Option`: the compiler
+/// copies an `Option`'s payload even when it is `None`, and kernels before 6.5 refuse a read of
+/// the stack slot that was never written.
 #[inline(always)]
 fn walk(path: KPtr, dst: *mut u8, len: *mut u64) -> bool {
-    let Some(mut dentry) = read_ptr(path, off!(path_dentry)) else {
+    let mut dentry = get_ptr(path, off!(path_dentry));
+    let vfsmount = get_ptr(path, off!(path_mnt));
+    if dentry.is_null() || vfsmount.is_null() {
         return true;
-    };
-    let Some(vfsmount) = read_ptr(path, off!(path_mnt)) else {
-        return true;
-    };
+    }
     // container_of(vfsmount, struct mount, mnt)
     let mut mnt = vfsmount.wrapping_sub(off!(mount_mnt));
     for _ in 0..PATH_COMPONENTS {
-        let mnt_root = read_ptr(mnt, off!(mount_mnt) + off!(vfsmount_mnt_root));
-        if mnt_root == Some(dentry) {
-            let parent_mnt = read_ptr(mnt, off!(mount_mnt_parent));
-            let mountpoint = read_ptr(mnt, off!(mount_mnt_mountpoint));
-            match (parent_mnt, mountpoint) {
-                (Some(p), Some(mp)) if p != mnt => {
-                    mnt = p;
-                    dentry = mp;
-                    continue;
-                }
-                _ => return false,
+        let mnt_root = get_ptr(mnt, off!(mount_mnt) + off!(vfsmount_mnt_root));
+        if mnt_root == dentry {
+            let parent_mnt = get_ptr(mnt, off!(mount_mnt_parent));
+            let mountpoint = get_ptr(mnt, off!(mount_mnt_mountpoint));
+            if parent_mnt.is_null() || mountpoint.is_null() || parent_mnt == mnt {
+                return false;
             }
+            mnt = parent_mnt;
+            dentry = mountpoint;
+            continue;
         }
         // SAFETY: `len` is this CPU's PATH_LEN slot.
         let at = unsafe { core::ptr::read_volatile(len) } as usize;
         if at >= PATH_BUF {
             return true;
         }
-        let Some(name) = read_ptr(dentry, off!(dentry_d_name_name)) else {
+        let name = get_ptr(dentry, off!(dentry_d_name_name));
+        if name.is_null() {
             return true;
-        };
+        }
         // The mask is a no-op (len < PATH_BUF) that lets the verifier bound the write:
         // without it the destination is "unbounded memory access" past the map value.
         let at = at & (PATH_BUF - 1);
@@ -84,13 +86,13 @@ fn walk(path: KPtr, dst: *mut u8, len: *mut u64) -> bool {
         }
         // SAFETY: as above.
         unsafe { *len = (at + n as usize) as u64 };
-        let parent = read_ptr(dentry, off!(dentry_d_parent));
-        if parent.is_none() || parent == Some(dentry) {
+        let parent = get_ptr(dentry, off!(dentry_d_parent));
+        if parent.is_null() || parent == dentry {
             // A dentry that is its own parent without being a mount root is a pseudo
             // filesystem's object (memfd, pipe, anonymous inode): its name is the whole path.
             return false;
         }
-        dentry = parent.unwrap_or(dentry);
+        dentry = parent;
     }
     true
 }

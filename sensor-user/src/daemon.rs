@@ -36,6 +36,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let _ = stats.hooks.set(crate::stats::Hooks {
         attached: loaded.attached.clone(),
         refused: loaded.refused.clone(),
+        chosen: loaded.chosen.clone(),
         program_types: loaded.program_types.clone(),
         program_types_refused: loaded.program_types_refused.clone(),
     });

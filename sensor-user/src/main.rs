@@ -19,7 +19,8 @@ struct Args {
     #[arg(long = "json-out")]
     json_out: Option<String>,
     /// Print which hook types beyond tracepoints this kernel loads (kprobe, fentry, lsm,
-    /// raw_tp), one per line with the reason where refused, and exit.
+    /// raw_tp), one per line with the reason where refused, then the hooks chosen where there
+    /// is a choice (as `status` shows them under `hooks_chosen`), and exit.
     #[arg(long)]
     probe_program_types: bool,
     /// Discard the file-integrity baseline in `state_dir` (for example one reported corrupt)
@@ -75,12 +76,18 @@ fn main() -> ExitCode {
 
 fn probe_program_types() -> ExitCode {
     match sensor_user::loader::probe_program_types() {
-        Ok(probed) => {
-            for p in probed {
+        Ok(probe) => {
+            for p in probe.types {
                 match p.refused {
                     None => println!("{}: loads", p.kind),
                     Some(reason) => println!("{}: refused ({reason})", p.kind),
                 }
+            }
+            for (what, set) in probe.chosen {
+                println!("{what}: {set}");
+            }
+            for reason in probe.refused {
+                println!("refused {reason}");
             }
             ExitCode::SUCCESS
         }

@@ -132,6 +132,7 @@ pub fn status(stats: &Stats) -> Status {
         kernel_release: kernel_release(),
         hooks_attached: hooks.attached,
         hooks_refused: hooks.refused,
+        hooks_chosen: hooks.chosen.into_iter().collect(),
         program_types: hooks.program_types,
         program_types_refused: hooks.program_types_refused,
         events_total: stats.events_total.load(Relaxed),

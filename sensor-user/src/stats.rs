@@ -37,6 +37,7 @@ pub struct Stats {
 pub struct Hooks {
     pub attached: Vec<String>,
     pub refused: Vec<String>,
+    pub chosen: std::collections::BTreeMap<String, String>,
     pub program_types: Vec<String>,
     pub program_types_refused: Vec<String>,
 }

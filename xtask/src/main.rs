@@ -42,6 +42,14 @@ enum Cmd {
         /// (repeatable).
         #[arg(long = "kernel")]
         kernels: Vec<String>,
+        /// Run only this test binary (`fim`, `offsets`, `sensor_user`, ...; repeatable).
+        #[arg(long = "only")]
+        only: Vec<String>,
+        /// Run only the tests whose name contains this.
+        filter: Option<String>,
+        /// Run the short list CI runs: one test of each area (see `QUICK` in vmtest.rs).
+        #[arg(long, conflicts_with_all = ["only", "filter"])]
+        quick: bool,
     },
     /// Benchmarks that print ratios measured side by side.
     Bench {
@@ -58,7 +66,20 @@ fn main() -> Result<()> {
         Cmd::Build => build(&root).map(drop),
         Cmd::Run { args } => run(&root, &args),
         Cmd::Test { filter } => test(&root, filter.as_deref()),
-        Cmd::Vmtest { kernels } => vmtest::run(&root, kernels),
+        Cmd::Vmtest {
+            kernels,
+            only,
+            filter,
+            quick,
+        } => vmtest::run(
+            &root,
+            kernels,
+            &vmtest::Selection {
+                only: &only,
+                filter: filter.as_deref(),
+                quick,
+            },
+        ),
         Cmd::Bench { which } => {
             let bin = build(&root)?;
             bench::run(&root, &bin, which)

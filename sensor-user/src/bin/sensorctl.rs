@@ -156,6 +156,7 @@ fn status_json(s: &sensor_proto::v1::Status) -> serde_json::Value {
         "ready": s.ready,
         "hooks_attached": s.hooks_attached,
         "hooks_refused": s.hooks_refused,
+        "hooks_chosen": s.hooks_chosen,
         "program_types": s.program_types,
         "program_types_refused": s.program_types_refused,
         "events_total": s.events_total,

@@ -13,7 +13,7 @@ use std::path::Path;
 
 use aya::{
     maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
-    programs::{BtfTracePoint, TracePoint},
+    programs::{BtfTracePoint, FEntry, TracePoint},
     Btf, Ebpf, EbpfLoader,
 };
 use sensor_common::{offsets::Settings, KernelOffsets, SyscallPaths};
@@ -56,59 +56,97 @@ pub enum LoadError {
     },
 }
 
-/// One hook: the program's name in the object and the kernel tracepoint it attaches to.
+/// Where a program attaches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A BTF tracepoint (`tp_btf`).
+    BtfTracepoint,
+    /// A classic tracepoint of this category.
+    Tracepoint(&'static str),
+    /// The entry of a kernel function (BPF trampoline).
+    FEntry,
+}
+
+/// One hook: the program's name in the object and the kernel tracepoint or function it
+/// attaches to.
 #[derive(Clone, Copy)]
 pub struct Hook {
     pub program: &'static str,
-    pub tracepoint: &'static str,
-    /// `None` for a BTF tracepoint (`tp_btf`), else the classic tracepoint's category.
-    pub category: Option<&'static str>,
-    /// The sensor cannot run without it.
+    pub target: &'static str,
+    pub kind: Kind,
+    /// The sensor cannot run without it (in a [`HookSet`]: the set is unusable without it).
     pub required: bool,
 }
 
 impl Hook {
     /// `<type>/<name>`, as status reports it: `tp_btf/sched_process_exec`,
-    /// `tracepoint/syscalls/sys_exit_execve`.
+    /// `tracepoint/syscalls/sys_exit_execve`, `fentry/notify_change`.
     pub fn name(&self) -> String {
-        match self.category {
-            None => format!("tp_btf/{}", self.tracepoint),
-            Some(category) => format!("tracepoint/{category}/{}", self.tracepoint),
+        match self.kind {
+            Kind::BtfTracepoint => format!("tp_btf/{}", self.target),
+            Kind::Tracepoint(category) => format!("tracepoint/{category}/{}", self.target),
+            Kind::FEntry => format!("fentry/{}", self.target),
         }
     }
+}
+
+const fn btf_tp(program: &'static str, target: &'static str) -> Hook {
+    Hook {
+        program,
+        target,
+        kind: Kind::BtfTracepoint,
+        required: true,
+    }
+}
+
+const fn fentry(program: &'static str, target: &'static str) -> Hook {
+    Hook {
+        program,
+        target,
+        kind: Kind::FEntry,
+        required: true,
+    }
+}
+
+/// Ways of seeing one thing, best first: the first whose required hooks all attach is used,
+/// and `status` names it under `hooks_chosen`.
+pub struct HookSet {
+    /// What status calls this way.
+    pub name: &'static str,
+    pub hooks: &'static [Hook],
 }
 
 /// Every hook, in attach order. Fork first so no child escapes between attaches.
 pub const HOOKS: &[Hook] = &[
     Hook {
         program: "sched_process_fork",
-        tracepoint: "sched_process_fork",
-        category: None,
+        target: "sched_process_fork",
+        kind: Kind::BtfTracepoint,
         required: true,
     },
     Hook {
         program: "sched_process_exec",
-        tracepoint: "sched_process_exec",
-        category: None,
+        target: "sched_process_exec",
+        kind: Kind::BtfTracepoint,
         required: true,
     },
     Hook {
         program: "sched_process_exit",
-        tracepoint: "sched_process_exit",
-        category: None,
+        target: "sched_process_exit",
+        kind: Kind::BtfTracepoint,
         required: true,
     },
     // Failed execs; without them the sensor still reports every exec that succeeds.
     Hook {
         program: "sys_exit_execve",
-        tracepoint: "sys_exit_execve",
-        category: Some("syscalls"),
+        target: "sys_exit_execve",
+        kind: Kind::Tracepoint("syscalls"),
         required: false,
     },
     Hook {
         program: "sys_exit_execveat",
-        tracepoint: "sys_exit_execveat",
-        category: Some("syscalls"),
+        target: "sys_exit_execveat",
+        kind: Kind::Tracepoint("syscalls"),
         required: false,
     },
 ];
@@ -118,11 +156,11 @@ pub const HOOKS: &[Hook] = &[
 const FALLBACKS: &[(&str, &str)] = &[("sched_process_exec", "sched_process_exec_plain")];
 
 /// An optional hook on a syscall's exit tracepoint.
-const fn exit_hook(program: &'static str, tracepoint: &'static str) -> Hook {
+const fn exit_hook(program: &'static str, target: &'static str) -> Hook {
     Hook {
         program,
-        tracepoint,
-        category: Some("syscalls"),
+        target,
+        kind: Kind::Tracepoint("syscalls"),
         required: false,
     }
 }
@@ -150,6 +188,10 @@ pub struct Loaded {
     pub attached: Vec<String>,
     /// `<hook name>: <reason>` for each optional hook the kernel refused.
     pub refused: Vec<String>,
+    /// For each thing seen one of several ways, the way used: `fim.inode_changes` is a
+    /// [`HookSet::name`] of [`FIM_INODE_SETS`] (or `none`), `sched_process_exec` the exec
+    /// program attached (with or without the environment scan).
+    pub chosen: std::collections::BTreeMap<String, String>,
     /// Hook types beyond tracepoints that this kernel loads and attaches, and those it
     /// refused (`<type>: <reason>`).
     pub program_types: Vec<String>,
@@ -165,88 +207,175 @@ pub struct Loaded {
 
 /// File-integrity hooks, attached when `fim.paths` is not empty. Writers are followed at the
 /// exits of the open, close and dup syscalls (every kernel; exits only, see `WRITERS` in
-/// sensor-ebpf); creates and every other change are seen at the `timestamp` tracepoints,
-/// 6.13+ (multigrain timestamps).
+/// sensor-ebpf); creates and every other change to an inode are seen by one of
+/// [`FIM_INODE_SETS`].
 const FIM_HOOKS: &[Hook] = &[
     Hook {
         program: "fim_open_exit",
-        tracepoint: "sys_exit_open",
-        category: Some("syscalls"),
+        target: "sys_exit_open",
+        kind: Kind::Tracepoint("syscalls"),
         required: false,
     },
     Hook {
         program: "fim_open_exit",
-        tracepoint: "sys_exit_openat",
-        category: Some("syscalls"),
+        target: "sys_exit_openat",
+        kind: Kind::Tracepoint("syscalls"),
         required: false,
     },
     Hook {
         program: "fim_open_exit",
-        tracepoint: "sys_exit_openat2",
-        category: Some("syscalls"),
+        target: "sys_exit_openat2",
+        kind: Kind::Tracepoint("syscalls"),
         required: false,
     },
     Hook {
         program: "fim_open_exit",
-        tracepoint: "sys_exit_creat",
-        category: Some("syscalls"),
+        target: "sys_exit_creat",
+        kind: Kind::Tracepoint("syscalls"),
         required: false,
     },
     Hook {
         program: "fim_open_exit",
-        tracepoint: "sys_exit_open_by_handle_at",
-        category: Some("syscalls"),
+        target: "sys_exit_open_by_handle_at",
+        kind: Kind::Tracepoint("syscalls"),
         required: false,
     },
     Hook {
         program: "fim_close_exit",
-        tracepoint: "sys_exit_close",
-        category: Some("syscalls"),
+        target: "sys_exit_close",
+        kind: Kind::Tracepoint("syscalls"),
         required: false,
     },
     Hook {
         program: "fim_dup_exit",
-        tracepoint: "sys_exit_dup",
-        category: Some("syscalls"),
+        target: "sys_exit_dup",
+        kind: Kind::Tracepoint("syscalls"),
         required: false,
     },
     Hook {
         program: "fim_fcntl_exit",
-        tracepoint: "sys_exit_fcntl",
-        category: Some("syscalls"),
+        target: "sys_exit_fcntl",
+        kind: Kind::Tracepoint("syscalls"),
         required: false,
     },
     Hook {
         program: "fim_dup2_exit",
-        tracepoint: "sys_exit_dup2",
-        category: Some("syscalls"),
+        target: "sys_exit_dup2",
+        kind: Kind::Tracepoint("syscalls"),
         required: false,
     },
     Hook {
         program: "fim_dup2_exit",
-        tracepoint: "sys_exit_dup3",
-        category: Some("syscalls"),
-        required: false,
-    },
-    Hook {
-        program: "fim_ctime_ns_xchg",
-        tracepoint: "ctime_ns_xchg",
-        category: None,
-        required: false,
-    },
-    Hook {
-        program: "fim_ctime_xchg_skip",
-        tracepoint: "ctime_xchg_skip",
-        category: None,
-        required: false,
-    },
-    Hook {
-        program: "fim_inode_set_ctime_to_ts",
-        tracepoint: "inode_set_ctime_to_ts",
-        category: None,
+        target: "sys_exit_dup3",
+        kind: Kind::Tracepoint("syscalls"),
         required: false,
     },
 ];
+
+/// The ways of seeing every change to an inode (creates, namespace and attribute changes,
+/// content changed without a close). The `timestamp` tracepoints (6.13+, multigrain
+/// timestamps) come first: they fire on the change itself, whatever path made it. Older
+/// kernels have fentry instead (5.5+, where BPF trampolines work), on the security hooks the
+/// VFS calls for each operation and on the two functions every write moves the times through;
+/// `file_modified` (5.19) is optional there, `file_update_time` covering the same writes.
+pub const FIM_INODE_SETS: &[HookSet] = &[
+    HookSet {
+        name: "timestamp-tracepoints",
+        hooks: &[
+            btf_tp("fim_ctime_ns_xchg", "ctime_ns_xchg"),
+            btf_tp("fim_ctime_xchg_skip", "ctime_xchg_skip"),
+            btf_tp("fim_inode_set_ctime_to_ts", "inode_set_ctime_to_ts"),
+        ],
+    },
+    HookSet {
+        name: "fentry",
+        hooks: &[
+            fentry("fim_notify_change", "notify_change"),
+            fentry("fim_inode_unlink", "security_inode_unlink"),
+            fentry("fim_inode_rmdir", "security_inode_rmdir"),
+            fentry("fim_inode_rename", "security_inode_rename"),
+            fentry("fim_inode_link", "security_inode_link"),
+            fentry("fim_inode_create", "security_inode_create"),
+            fentry("fim_inode_mkdir", "security_inode_mkdir"),
+            fentry("fim_inode_mknod", "security_inode_mknod"),
+            fentry("fim_inode_symlink", "security_inode_symlink"),
+            fentry("fim_d_instantiate", "security_d_instantiate"),
+            fentry("fim_inode_setxattr", "security_inode_setxattr"),
+            fentry("fim_inode_removexattr", "security_inode_removexattr"),
+            fentry("fim_file_update_time", "file_update_time"),
+            Hook {
+                required: false,
+                ..fentry("fim_file_modified", "file_modified")
+            },
+        ],
+    },
+];
+
+/// The `hooks_chosen` key of [`FIM_INODE_SETS`].
+pub const FIM_INODE_CHANGES: &str = "fim.inode_changes";
+
+/// Attaches the first usable set of [`FIM_INODE_SETS`]; returns its name, or `none`.
+fn choose_fim_inode_hooks(
+    ebpf: &mut Ebpf,
+    btf: &Btf,
+    attached: &mut Vec<String>,
+    refused: &mut Vec<String>,
+) -> Result<&'static str, LoadError> {
+    let set = attach_first(
+        ebpf,
+        btf,
+        FIM_INODE_CHANGES,
+        FIM_INODE_SETS,
+        attached,
+        refused,
+    )?;
+    Ok(set.unwrap_or("none"))
+}
+
+/// Attaches the first of `sets` whose required hooks all attach; returns its name, or `None`
+/// when none did (each refusal is in `refused`). A set given up is unloaded whole.
+fn attach_first(
+    ebpf: &mut Ebpf,
+    btf: &Btf,
+    what: &str,
+    sets: &[HookSet],
+    attached: &mut Vec<String>,
+    refused: &mut Vec<String>,
+) -> Result<Option<&'static str>, LoadError> {
+    for set in sets {
+        let mut ok = Vec::new();
+        let mut failed = None;
+        for hook in set.hooks {
+            match attach(ebpf, hook, btf) {
+                Ok(()) => ok.push(hook.name()),
+                Err(e) => {
+                    let reason = format!("{}: {}", hook.name(), error_chain(&e));
+                    if hook.required {
+                        failed = Some(reason);
+                        break;
+                    }
+                    tracing::warn!(hook = %hook.name(), error = %reason, "hook unavailable");
+                    refused.push(reason);
+                }
+            }
+        }
+        match failed {
+            None => {
+                tracing::info!(what, chosen = set.name, "hooks chosen");
+                attached.extend(ok);
+                return Ok(Some(set.name));
+            }
+            Some(reason) => {
+                tracing::info!(what, set = set.name, error = %reason, "hook set unavailable");
+                refused.push(format!("{what} {}: {reason}", set.name));
+                for hook in set.hooks {
+                    unload(ebpf, hook);
+                }
+            }
+        }
+    }
+    Ok(None)
+}
 
 /// Loads the programs with offsets for the running kernel, attaches every hook and checks what
 /// they read against a known process.
@@ -302,6 +431,7 @@ pub fn load_with(
     }
     let mut attached = Vec::new();
     let mut refused = Vec::new();
+    let mut chosen = std::collections::BTreeMap::new();
     let fim_on = !config.fim.paths.is_empty();
     let fim_hooks = if fim_on { FIM_HOOKS } else { &[] };
     let memory_hooks = if config.memory.enabled {
@@ -323,6 +453,11 @@ pub fn load_with(
                 ..*hook
             };
             result = attach(&mut ebpf, &fallback, &btf);
+            if result.is_ok() {
+                chosen.insert(hook.program.to_string(), plain.to_string());
+            }
+        } else if result.is_ok() && FALLBACKS.iter().any(|(p, _)| *p == hook.program) {
+            chosen.insert(hook.program.to_string(), hook.program.to_string());
         }
         match result {
             Ok(()) => {
@@ -339,6 +474,8 @@ pub fn load_with(
     }
 
     let fim = if fim_on {
+        let set = choose_fim_inode_hooks(&mut ebpf, &btf, &mut attached, &mut refused)?;
+        chosen.insert(FIM_INODE_CHANGES.to_string(), set.to_string());
         attach_fim_syscalls(&mut ebpf, &mut attached, &mut refused)?;
         Some(crate::fim::Kernel {
             watched: take_map(&mut ebpf, "WATCHED")?,
@@ -370,6 +507,7 @@ pub fn load_with(
         lost,
         attached,
         refused,
+        chosen,
         program_types,
         program_types_refused,
         backlog,
@@ -463,28 +601,48 @@ pub(crate) fn attach_syscall(
 
 fn attach(ebpf: &mut Ebpf, hook: &Hook, btf: &Btf) -> Result<(), LoadError> {
     let fail = |source| LoadError::Attach {
-        hook: hook.tracepoint,
+        hook: hook.target,
         source,
     };
     let program = ebpf
         .program_mut(hook.program)
         .ok_or(LoadError::MissingProgram(hook.program))?;
-    match hook.category {
-        None => {
+    match hook.kind {
+        Kind::BtfTracepoint => {
             let program: &mut BtfTracePoint = program.try_into().map_err(fail)?;
-            program.load(hook.tracepoint, btf).map_err(fail)?;
+            program.load(hook.target, btf).map_err(fail)?;
             program.attach().map_err(fail)?;
         }
-        Some(category) => {
+        Kind::Tracepoint(category) => {
             let program: &mut TracePoint = program.try_into().map_err(fail)?;
             // One program may serve several tracepoints (the open family); load it once.
             if program.fd().is_err() {
                 program.load().map_err(fail)?;
             }
-            program.attach(category, hook.tracepoint).map_err(fail)?;
+            program.attach(category, hook.target).map_err(fail)?;
+        }
+        Kind::FEntry => {
+            let program: &mut FEntry = program.try_into().map_err(fail)?;
+            program.load(hook.target, btf).map_err(fail)?;
+            program.attach().map_err(fail)?;
         }
     }
     Ok(())
+}
+
+/// Unloads `hook`'s program, which detaches every link of it; nothing if it is not loaded.
+fn unload(ebpf: &mut Ebpf, hook: &Hook) {
+    let Some(program) = ebpf.program_mut(hook.program) else {
+        return;
+    };
+    let result = match hook.kind {
+        Kind::BtfTracepoint => <&mut BtfTracePoint>::try_from(program).and_then(|p| p.unload()),
+        Kind::Tracepoint(_) => <&mut TracePoint>::try_from(program).and_then(|p| p.unload()),
+        Kind::FEntry => <&mut FEntry>::try_from(program).and_then(|p| p.unload()),
+    };
+    if let Err(e) = result {
+        tracing::debug!(program = hook.program, error = %error_chain(&e), "unload");
+    }
 }
 
 /// `error: cause: cause`, on one line.
@@ -500,14 +658,31 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 /// Probes the hook types of the running kernel without attaching the sensor's hooks.
-pub fn probe_program_types() -> Result<Vec<probe::Probed>, LoadError> {
+pub fn probe_program_types() -> Result<Probe, LoadError> {
     raise_memlock();
     let mut ebpf = EbpfLoader::new()
         .map_max_entries("EVENTS", 4096)
         .map_max_entries("FIM_EVENTS", 4096)
         .load(OBJECT)?;
     let btf = Btf::from_sys_fs()?;
-    Ok(probe::program_types(&mut ebpf, &btf))
+    let types = probe::program_types(&mut ebpf, &btf);
+    // The choice is made as at start; the hooks run with an empty watch set until dropped.
+    let (mut attached, mut refused) = (Vec::new(), Vec::new());
+    let set = choose_fim_inode_hooks(&mut ebpf, &btf, &mut attached, &mut refused)?;
+    Ok(Probe {
+        types,
+        chosen: vec![(FIM_INODE_CHANGES, set)],
+        refused,
+    })
+}
+
+/// What [`probe_program_types`] learnt.
+pub struct Probe {
+    pub types: Vec<probe::Probed>,
+    /// As [`Loaded::chosen`], for the hook sets tried.
+    pub chosen: Vec<(&'static str, &'static str)>,
+    /// Why the sets not chosen were given up.
+    pub refused: Vec<String>,
 }
 
 fn split_probed(probed: Vec<probe::Probed>) -> (Vec<String>, Vec<String>) {
