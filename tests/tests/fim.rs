@@ -483,6 +483,7 @@ os.close(e)                     # the last writer
 PYEOF
 /usr/bin/python3 - <<'PYEOF'
 import os
+os.closerange(3, 1024)          # descriptors inherited from the runner would take number 3
 f = os.open("/tmp/fim-fds/watched/exec", os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
 os.write(f, b"before-exec\n")
 print("fd", f, flush=True)
