@@ -54,6 +54,9 @@ pub fn run(bin: &Path, count: u32, rounds: u32) -> Result<()> {
         bail!("--count and --rounds must be at least 1");
     }
     let audit = Auditd::with_rules(auditd_rules())?;
+    if audit.started && std::env::var_os(RERUN).is_none() {
+        return rerun(audit);
+    }
     let scratch = Scratch::new()?;
     let listener = Listener::start()?;
 
@@ -79,6 +82,28 @@ pub fn run(bin: &Path, count: u32, rounds: u32) -> Result<()> {
     println!("cost, rate as a ratio of the bare rate (median of {rounds} per-round ratios):");
     for (workload, sensor, auditd) in costs {
         println!("  {workload:<6} sensor alone {sensor:.3}, auditd alone {auditd:.3}");
+    }
+    Ok(())
+}
+
+/// Set in the copy of this process that [`rerun`] starts.
+const RERUN: &str = "SENSOR_AUDIT_BENCH_RERUN";
+
+/// Runs the bench again in a new process and stops the auditd started here when it is done.
+///
+/// The kernel gives a task an audit context at fork only once audit has been enabled, so a
+/// process started before auditd (this one, on a machine where auditd was not running) is
+/// never audited: auditd would see the execs of its children but none of its own chmods,
+/// renames, connects and opens. A process forked now has a context.
+fn rerun(audit: Auditd) -> Result<()> {
+    eprintln!("auditd started by this run: running the bench in a process forked after it");
+    let status = Command::new(std::env::current_exe()?)
+        .args(std::env::args_os().skip(1))
+        .env(RERUN, "1")
+        .status()?;
+    drop(audit);
+    if !status.success() {
+        bail!("the bench run under auditd failed: {status}");
     }
     Ok(())
 }
