@@ -83,6 +83,8 @@ pub struct KernelOffsets {
     pub pt_regs_arg3: u32,
     pub pt_regs_arg4: u32,
     pub pt_regs_ret: u32,
+    /// `kiocb.ki_filp`: the file a write through a kiocb changes.
+    pub kiocb_ki_filp: u32,
     /// Bit set of [`optional`] fields this kernel has; absent ones read as "unset".
     pub present: u32,
 }
@@ -131,7 +133,7 @@ impl Settings {
     };
 }
 
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 70 * 4);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 71 * 4);
 const _: () = assert!(core::mem::size_of::<Settings>() == 8);
 
 #[cfg(feature = "user")]

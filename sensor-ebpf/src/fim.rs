@@ -526,9 +526,20 @@ pub fn fim_inode_symlink(ctx: FEntryContext) -> i32 {
     0
 }
 
-/// A new inode given its name: the file an open creates, the directory a mkdir makes.
-#[fentry(function = "security_d_instantiate")]
+/// A new inode given its name: the file an open creates, the directory a mkdir makes (tmpfs
+/// and most filesystems). Not `security_d_instantiate`, which every lookup that reads a
+/// dentry from disk also calls: a cold lookup under a watched directory would pass for a
+/// create there.
+#[fentry(function = "d_instantiate")]
 pub fn fim_d_instantiate(ctx: FEntryContext) -> i32 {
+    let _ = inode_changed(ctx.arg(1));
+    0
+}
+
+/// [`fim_d_instantiate`] for the filesystems that name a new inode while it is still locked
+/// (ext4, btrfs).
+#[fentry(function = "d_instantiate_new")]
+pub fn fim_d_instantiate_new(ctx: FEntryContext) -> i32 {
     let _ = inode_changed(ctx.arg(1));
     0
 }
@@ -547,6 +558,20 @@ pub fn fim_inode_removexattr(ctx: FEntryContext) -> i32 {
     0
 }
 
+/// POSIX ACLs set or removed: from 6.2 they go around the xattr hooks and `notify_change`,
+/// the filesystem changing mode and times itself.
+#[fentry(function = "security_inode_set_acl")]
+pub fn fim_inode_set_acl(ctx: FEntryContext) -> i32 {
+    let _ = dentry_changed(ctx.arg(1));
+    0
+}
+
+#[fentry(function = "security_inode_remove_acl")]
+pub fn fim_inode_remove_acl(ctx: FEntryContext) -> i32 {
+    let _ = dentry_changed(ctx.arg(1));
+    0
+}
+
 /// Content written through a descriptor or a mapping: the write family, fallocate and
 /// page faults on shared mappings move the file's times through one of these two.
 #[fentry(function = "file_update_time")]
@@ -558,6 +583,14 @@ pub fn fim_file_update_time(ctx: FEntryContext) -> i32 {
 #[fentry(function = "file_modified")]
 pub fn fim_file_modified(ctx: FEntryContext) -> i32 {
     let _ = file_written(ctx.arg(0));
+    0
+}
+
+/// The same for writes that carry a kiocb (XFS, 6.0+), which reach neither of the two.
+#[fentry(function = "kiocb_modified")]
+pub fn fim_kiocb_modified(ctx: FEntryContext) -> i32 {
+    let iocb: KPtr = ctx.arg(0);
+    let _ = file_written(get_ptr(iocb, off!(kiocb_ki_filp)));
     0
 }
 

@@ -135,6 +135,7 @@ const FIELDS: &[Field] = fields! {
     pt_regs_arg3 = "pt_regs".ARG_FIELDS[3], optional::SYSCALL_ARGS;
     pt_regs_arg4 = "pt_regs".ARG_FIELDS[4], optional::SYSCALL_ARGS;
     pt_regs_ret = "pt_regs".RET_FIELD, optional::SYSCALL_ARGS;
+    kiocb_ki_filp = "kiocb"."ki_filp";
 };
 
 /// The saved registers of syscall arguments 0 to 4 (the x86-64 syscall ABI).

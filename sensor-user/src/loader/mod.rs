@@ -108,6 +108,14 @@ const fn fentry(program: &'static str, target: &'static str) -> Hook {
     }
 }
 
+/// `hook`, not required: its set is usable without it.
+const fn optional(hook: Hook) -> Hook {
+    Hook {
+        required: false,
+        ..hook
+    }
+}
+
 /// Ways of seeing one thing, best first: the first whose required hooks all attach is used,
 /// and `status` names it under `hooks_chosen`.
 pub struct HookSet {
@@ -276,8 +284,10 @@ const FIM_HOOKS: &[Hook] = &[
 /// content changed without a close). The `timestamp` tracepoints (6.13+, multigrain
 /// timestamps) come first: they fire on the change itself, whatever path made it. Older
 /// kernels have fentry instead (5.5+, where BPF trampolines work), on the security hooks the
-/// VFS calls for each operation and on the two functions every write moves the times through;
-/// `file_modified` (5.19) is optional there, `file_update_time` covering the same writes.
+/// VFS calls for each operation and on the functions a write moves the times through. Hooks
+/// of newer kernels are optional: the ACL hooks (6.2, before which ACLs are xattrs),
+/// `file_modified` and `kiocb_modified` (6.0, XFS's writes; older kernels move every write's
+/// times through `file_update_time`).
 pub const FIM_INODE_SETS: &[HookSet] = &[
     HookSet {
         name: "timestamp-tracepoints",
@@ -299,14 +309,15 @@ pub const FIM_INODE_SETS: &[HookSet] = &[
             fentry("fim_inode_mkdir", "security_inode_mkdir"),
             fentry("fim_inode_mknod", "security_inode_mknod"),
             fentry("fim_inode_symlink", "security_inode_symlink"),
-            fentry("fim_d_instantiate", "security_d_instantiate"),
+            fentry("fim_d_instantiate", "d_instantiate"),
+            fentry("fim_d_instantiate_new", "d_instantiate_new"),
             fentry("fim_inode_setxattr", "security_inode_setxattr"),
             fentry("fim_inode_removexattr", "security_inode_removexattr"),
+            optional(fentry("fim_inode_set_acl", "security_inode_set_acl")),
+            optional(fentry("fim_inode_remove_acl", "security_inode_remove_acl")),
             fentry("fim_file_update_time", "file_update_time"),
-            Hook {
-                required: false,
-                ..fentry("fim_file_modified", "file_modified")
-            },
+            optional(fentry("fim_file_modified", "file_modified")),
+            optional(fentry("fim_kiocb_modified", "kiocb_modified")),
         ],
     },
 ];
