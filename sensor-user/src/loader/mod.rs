@@ -377,7 +377,7 @@ fn attach_first(
                 return Ok(Some(set.name));
             }
             Some(reason) => {
-                tracing::info!(what, set = set.name, error = %reason, "hook set unavailable");
+                tracing::debug!(what, set = set.name, error = %reason, "hook set unavailable");
                 refused.push(format!("{what} {}: {reason}", set.name));
                 for hook in set.hooks {
                     unload(ebpf, hook);
