@@ -70,7 +70,7 @@ pub fn run(root: &Path, kernels: Vec<String>, selection: &Selection) -> Result<(
 
     crate::build(root)?;
     let tests = select(test_binaries(root)?, selection)?;
-    // About three times the time measured on 6.1 (QUICK 220 s, everything 2,000 s): a guest
+    // About three times the time measured on 6.1 (quick 220 s, everything 1,708 s): a guest
     // that hangs fails the run rather than holding it until CI's own limit.
     let deadline = Duration::from_secs(if selection.quick { 12 * 60 } else { 100 * 60 });
     let mut failed = Vec::new();

@@ -126,37 +126,12 @@ pub struct HookSet {
 
 /// Every hook, in attach order. Fork first so no child escapes between attaches.
 pub const HOOKS: &[Hook] = &[
-    Hook {
-        program: "sched_process_fork",
-        target: "sched_process_fork",
-        kind: Kind::BtfTracepoint,
-        required: true,
-    },
-    Hook {
-        program: "sched_process_exec",
-        target: "sched_process_exec",
-        kind: Kind::BtfTracepoint,
-        required: true,
-    },
-    Hook {
-        program: "sched_process_exit",
-        target: "sched_process_exit",
-        kind: Kind::BtfTracepoint,
-        required: true,
-    },
+    btf_tp("sched_process_fork", "sched_process_fork"),
+    btf_tp("sched_process_exec", "sched_process_exec"),
+    btf_tp("sched_process_exit", "sched_process_exit"),
     // Failed execs; without them the sensor still reports every exec that succeeds.
-    Hook {
-        program: "sys_exit_execve",
-        target: "sys_exit_execve",
-        kind: Kind::Tracepoint("syscalls"),
-        required: false,
-    },
-    Hook {
-        program: "sys_exit_execveat",
-        target: "sys_exit_execveat",
-        kind: Kind::Tracepoint("syscalls"),
-        required: false,
-    },
+    exit_hook("sys_exit_execve", "sys_exit_execve"),
+    exit_hook("sys_exit_execveat", "sys_exit_execveat"),
 ];
 
 /// Programs with a plainer variant for kernels that refuse them: the exec hook's environment
@@ -218,66 +193,16 @@ pub struct Loaded {
 /// sensor-ebpf); creates and every other change to an inode are seen by one of
 /// [`FIM_INODE_SETS`].
 const FIM_HOOKS: &[Hook] = &[
-    Hook {
-        program: "fim_open_exit",
-        target: "sys_exit_open",
-        kind: Kind::Tracepoint("syscalls"),
-        required: false,
-    },
-    Hook {
-        program: "fim_open_exit",
-        target: "sys_exit_openat",
-        kind: Kind::Tracepoint("syscalls"),
-        required: false,
-    },
-    Hook {
-        program: "fim_open_exit",
-        target: "sys_exit_openat2",
-        kind: Kind::Tracepoint("syscalls"),
-        required: false,
-    },
-    Hook {
-        program: "fim_open_exit",
-        target: "sys_exit_creat",
-        kind: Kind::Tracepoint("syscalls"),
-        required: false,
-    },
-    Hook {
-        program: "fim_open_exit",
-        target: "sys_exit_open_by_handle_at",
-        kind: Kind::Tracepoint("syscalls"),
-        required: false,
-    },
-    Hook {
-        program: "fim_close_exit",
-        target: "sys_exit_close",
-        kind: Kind::Tracepoint("syscalls"),
-        required: false,
-    },
-    Hook {
-        program: "fim_dup_exit",
-        target: "sys_exit_dup",
-        kind: Kind::Tracepoint("syscalls"),
-        required: false,
-    },
-    Hook {
-        program: "fim_fcntl_exit",
-        target: "sys_exit_fcntl",
-        kind: Kind::Tracepoint("syscalls"),
-        required: false,
-    },
-    Hook {
-        program: "fim_dup2_exit",
-        target: "sys_exit_dup2",
-        kind: Kind::Tracepoint("syscalls"),
-        required: false,
-    },
-    Hook {
-        program: "fim_dup2_exit",
-        target: "sys_exit_dup3",
-        kind: Kind::Tracepoint("syscalls"),
-        required: false,
-    },
+    exit_hook("fim_open_exit", "sys_exit_open"),
+    exit_hook("fim_open_exit", "sys_exit_openat"),
+    exit_hook("fim_open_exit", "sys_exit_openat2"),
+    exit_hook("fim_open_exit", "sys_exit_creat"),
+    exit_hook("fim_open_exit", "sys_exit_open_by_handle_at"),
+    exit_hook("fim_close_exit", "sys_exit_close"),
+    exit_hook("fim_dup_exit", "sys_exit_dup"),
+    exit_hook("fim_fcntl_exit", "sys_exit_fcntl"),
+    exit_hook("fim_dup2_exit", "sys_exit_dup2"),
+    exit_hook("fim_dup2_exit", "sys_exit_dup3"),
 ];
 
 /// The ways of seeing every change to an inode (creates, namespace and attribute changes,
